@@ -1,0 +1,1 @@
+"""Organisations (tenants), departments, care teams, staff and their roles."""

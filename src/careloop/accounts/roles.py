@@ -1,0 +1,82 @@
+"""The role x action matrix. Deny by default: an action no role lists is allowed to nobody."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from django.utils.translation import gettext_lazy as _
+
+
+class Role(StrEnum):
+    ORG_ADMIN = "org_admin"
+    DEPT_HEAD = "dept_head"
+    DOCTOR = "doctor"
+    NURSE = "nurse"
+    AUDITOR = "auditor"
+
+
+ROLE_LABELS = {
+    Role.ORG_ADMIN: _("Organisation admin"),
+    Role.DEPT_HEAD: _("Department head"),
+    Role.DOCTOR: _("Doctor"),
+    Role.NURSE: _("Nurse / care coordinator"),
+    Role.AUDITOR: _("Auditor"),
+}
+ROLE_CHOICES = [(r.value, ROLE_LABELS[r]) for r in Role]
+
+
+class Action(StrEnum):
+    PATIENT_VIEW = "patient.view"
+    PATIENT_SEARCH = "patient.search"
+    PATIENT_CREATE = "patient.create"
+    PATIENT_UPDATE = "patient.update"
+    PATIENT_MERGE = "patient.merge"
+    CLINICAL_VIEW = "clinical.view"
+    CLINICAL_WRITE = "clinical.write"
+    CONSENT_WRITE = "consent.write"
+    AUDIT_VIEW = "audit.view"
+    AUDIT_EXPORT = "audit.export"
+    ORG_MANAGE = "org.manage"
+    API_TOKEN = "api.token"
+
+
+_CLINICAL = {
+    Action.PATIENT_VIEW,
+    Action.PATIENT_SEARCH,
+    Action.PATIENT_CREATE,
+    Action.PATIENT_UPDATE,
+    Action.CLINICAL_VIEW,
+    Action.CLINICAL_WRITE,
+    Action.CONSENT_WRITE,
+    Action.API_TOKEN,
+}
+
+MATRIX: dict[Role, frozenset[Action]] = {
+    # Admins set up the organisation and manage identities; they read clinical data but do
+    # not write it (minimum necessary), and they merge duplicates.
+    Role.ORG_ADMIN: frozenset(
+        {
+            Action.PATIENT_VIEW,
+            Action.PATIENT_SEARCH,
+            Action.PATIENT_CREATE,
+            Action.PATIENT_UPDATE,
+            Action.PATIENT_MERGE,
+            Action.CLINICAL_VIEW,
+            Action.CONSENT_WRITE,
+            Action.ORG_MANAGE,
+            Action.API_TOKEN,
+        }
+    ),
+    Role.DEPT_HEAD: frozenset(_CLINICAL | {Action.PATIENT_MERGE}),
+    Role.DOCTOR: frozenset(_CLINICAL | {Action.PATIENT_MERGE}),
+    Role.NURSE: frozenset(_CLINICAL),
+    # Auditors read the audit trail and nothing clinical.
+    Role.AUDITOR: frozenset({Action.AUDIT_VIEW, Action.AUDIT_EXPORT}),
+}
+
+
+def allowed(role: str | None, action: Action) -> bool:
+    try:
+        return action in MATRIX[Role(role)]
+    except (ValueError, KeyError):
+        return False

@@ -1,0 +1,124 @@
+"""The JSON API at /api (django-ninja); OpenAPI docs at /api/docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import HttpBearer
+
+from careloop.accounts import services as accounts
+from careloop.kit.errors import CareLoopError
+
+
+class BearerToken(HttpBearer):
+    """`Authorization: Bearer <token>` from `careloop apitoken <username>`."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        staff = accounts.staff_for_token(token)
+        if staff is not None and "HTTP_ACCEPT_LANGUAGE" not in request.META:
+            # Messages follow the user's own language unless the client asks for another.
+            translation.activate(staff.language)
+        return staff
+
+
+api = NinjaAPI(
+    title="CareLoop API",
+    version="1",
+    description="Patient records, scoped to the token's user. Errors are "
+    '`{"code", "message", "details"}`.',
+    auth=BearerToken(),
+    urls_namespace="api",
+    docs_url="/docs",
+)
+
+
+def error(request: HttpRequest, status: int, code: str, message: str,
+          details: Any = None) -> HttpResponse:
+    return api.create_response(
+        request, {"code": code, "message": message, "details": details or {}}, status=status
+    )
+
+
+@api.exception_handler(CareLoopError)
+def _domain_error(request: HttpRequest, exc: CareLoopError) -> HttpResponse:
+    return api.create_response(request, exc.as_dict(), status=exc.status)
+
+
+_PYDANTIC_MESSAGES = {
+    "missing": "This field is required.",
+    "date": "Enter a valid date.",
+    "time": "Enter a valid time.",
+    "datetime": "Enter a valid date/time.",
+    "int": "Enter a whole number.",
+    "decimal": "Enter a number.",
+    "float": "Enter a number.",
+    "bool": "Enter true or false.",
+    "string": "Enter text.",
+    "list": "Enter a list.",
+    "too_long": "This value is too long.",
+}
+
+
+def _message_for(kind: str) -> str:
+    for prefix, message in _PYDANTIC_MESSAGES.items():
+        if kind.startswith(prefix) or prefix in kind:
+            return _(message)
+    return _("Enter a valid value.")
+
+
+@api.exception_handler(NinjaValidationError)
+def _schema_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    details: dict[str, list[str]] = {}
+    for err in exc.errors:
+        loc = [str(p) for p in err.get("loc", []) if p not in ("body", "payload", "query", "path")]
+        field = ".".join(loc) or "__all__"
+        if err.get("type") == "json_invalid":
+            field = "__all__"
+            msg = _("The body is not valid JSON.")
+        else:
+            msg = _message_for(str(err.get("type", "")))
+        details.setdefault(field, []).append(msg)
+    return error(request, 422, "invalid", _("Please correct the errors below."), details)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error(request, 401, "unauthenticated",
+                 _("A valid bearer token is required (careloop apitoken <username>)."))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return error(request, 413, "payload_too_large", _("The request is too large."))
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return error(request, exc.status_code, "error", str(exc))
+
+
+from careloop.audit.api import router as audit_router  # noqa: E402
+from careloop.patients.api import router as patients_router  # noqa: E402
+
+api.add_router("/patients", patients_router)
+api.add_router("/audit", audit_router)
+
+
+@api.get("/me", tags=["me"], summary="The token's user, role and departments")
+def me(request: HttpRequest) -> dict[str, Any]:
+    user = request.auth  # type: ignore[attr-defined]
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
+        "organisation": user.organisation_id,
+        "departments": list(user.memberships.values_list("department_id", flat=True)),
+        "language": user.language,
+    }

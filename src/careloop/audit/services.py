@@ -1,0 +1,194 @@
+"""Appending to the audit trail and verifying it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+
+from careloop.audit.domain import GENESIS, chain_hash, hashed_fields
+from careloop.audit.models import AuditChainHead, AuditEvent, Outcome
+from careloop.kit.clock import utc_now
+
+if TYPE_CHECKING:
+    from careloop.accounts.actor import Actor
+
+log = logging.getLogger(__name__)
+
+SYSTEM_CHAIN = "system"
+
+
+def chain_for(organisation_id: int | None) -> str:
+    return f"org:{organisation_id}" if organisation_id else SYSTEM_CHAIN
+
+
+def _locked_head(chain: str) -> AuditChainHead:
+    head = AuditChainHead.objects.select_for_update().filter(chain=chain).first()
+    if head is not None:
+        return head
+    try:
+        with transaction.atomic():
+            AuditChainHead.objects.create(chain=chain)
+    except IntegrityError:
+        pass  # another writer created it first
+    return AuditChainHead.objects.select_for_update().get(chain=chain)
+
+
+def append(
+    *,
+    action: str,
+    outcome: str = Outcome.SUCCESS,
+    actor_id: int | None = None,
+    actor_name: str = "",
+    organisation_id: int | None = None,
+    patient_id: int | None = None,
+    object_type: str = "",
+    object_id: Any = "",
+    source: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to its organisation's chain, inside the caller's transaction if any."""
+    chain = chain_for(organisation_id)
+    with transaction.atomic():
+        head = _locked_head(chain)
+        at = utc_now().astimezone(UTC)
+        fields = hashed_fields(
+            chain=chain,
+            seq=head.seq + 1,
+            at=at,
+            actor_id=actor_id,
+            actor=actor_name[:150],
+            organisation_id=organisation_id,
+            action=action,
+            patient_id=patient_id,
+            object_type=object_type,
+            object_id=str(object_id or "")[:64],
+            outcome=str(outcome),
+            source=source[:64],
+            detail=detail or {},
+        )
+        digest = chain_hash(head.hash, fields)
+        event = AuditEvent.objects.create(
+            chain=chain,
+            seq=fields["seq"],
+            at=at,
+            actor_id=actor_id,
+            actor=fields["actor"],
+            organisation_id=organisation_id,
+            action=action,
+            patient_id=patient_id,
+            object_type=object_type,
+            object_id=fields["object_id"],
+            outcome=fields["outcome"],
+            source=fields["source"],
+            detail=fields["detail"],
+            prev_hash=head.hash,
+            hash=digest,
+        )
+        head.seq = fields["seq"]
+        head.hash = digest
+        head.save(update_fields=["seq", "hash"])
+    return event
+
+
+def record(
+    actor: Actor,
+    action: str,
+    *,
+    outcome: str = Outcome.SUCCESS,
+    patient_id: int | None = None,
+    obj: Any = None,
+    object_type: str = "",
+    object_id: Any = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Audit what an authenticated actor did."""
+    if obj is not None:
+        object_type = object_type or obj._meta.label_lower
+        object_id = object_id or obj.pk
+    merged = {"via": actor.channel, **(detail or {})}
+    return append(
+        action=action,
+        outcome=outcome,
+        actor_id=actor.user.pk,
+        actor_name=actor.user.get_username(),
+        organisation_id=actor.organisation_id,
+        patient_id=patient_id,
+        object_type=object_type,
+        object_id=object_id,
+        source=actor.source,
+        detail=merged,
+    )
+
+
+def record_denied(actor: Actor, action: str, **kwargs: Any) -> None:
+    """Audit a refused access in its own transaction, so that it survives the refusal."""
+    try:
+        with transaction.atomic():
+            record(actor, action, outcome=Outcome.DENIED, **kwargs)
+    except Exception:  # the refusal must still be answered even if auditing fails
+        log.exception("could not audit a denied access")
+        raise
+
+
+@dataclass
+class Verification:
+    checked: int = 0
+    chains: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(batch: int = 5000) -> Verification:
+    """Walk every chain in order and report each broken link, edited row or missing row."""
+    result = Verification()
+    heads = {h.chain: h for h in AuditChainHead.objects.all()}
+    chains = set(heads) | set(AuditEvent.objects.values_list("chain", flat=True).distinct())
+    for chain in sorted(chains):
+        result.chains += 1
+        expected_seq, prev = 1, GENESIS
+        last_seq = 0
+        qs = AuditEvent.objects.filter(chain=chain).order_by("seq")
+        for event in qs.iterator(chunk_size=batch):
+            result.checked += 1
+            if event.seq != expected_seq:
+                result.problems.append(
+                    f"{chain}: rows {expected_seq}..{event.seq - 1} are missing"
+                )
+                prev = event.prev_hash
+            if event.prev_hash != prev:
+                result.problems.append(f"{chain} #{event.seq}: link to the previous row is broken")
+            fields = hashed_fields(
+                chain=event.chain,
+                seq=event.seq,
+                at=event.at.astimezone(UTC),
+                actor_id=event.actor_id,
+                actor=event.actor,
+                organisation_id=event.organisation_id,
+                action=event.action,
+                patient_id=event.patient_id,
+                object_type=event.object_type,
+                object_id=event.object_id,
+                outcome=event.outcome,
+                source=event.source,
+                detail=event.detail,
+            )
+            if chain_hash(event.prev_hash, fields) != event.hash:
+                result.problems.append(f"{chain} #{event.seq}: row was altered")
+            prev = event.hash
+            expected_seq = event.seq + 1
+            last_seq = event.seq
+        head = heads.get(chain)
+        if head is None:
+            result.problems.append(f"{chain}: chain head is missing")
+        elif head.seq != last_seq or (last_seq and head.hash != prev):
+            result.problems.append(
+                f"{chain}: rows after #{last_seq} are missing (head is at #{head.seq})"
+            )
+    return result

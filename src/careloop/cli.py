@@ -1,0 +1,47 @@
+"""The `careloop` command: CareLoop's own subcommands over Django's management layer."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+COMMANDS = {
+    "serve": "start the web server (and, with --with-worker, the background worker)",
+    "worker": "run the background worker that executes queued jobs",
+    "migrate": "create or upgrade the database tables",
+    "demo": "load a reproducible synthetic organisation with staff and patients",
+    "createstaff": "create a staff account (or reset its password)",
+    "apitoken": "print a new bearer token for the JSON/FHIR APIs",
+    "audit": "audit trail tools: `careloop audit verify`",
+    "keys": "encryption key tools: `careloop keys rotate`",
+    "bench": "run a named benchmark workload and write JSON results",
+    "check": "check the configuration and the database for problems",
+}
+
+
+def usage() -> str:
+    lines = ["usage: careloop <command> [options]", "", "commands:"]
+    lines += [f"  {name:<12} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "`careloop <command> --help` explains each one.",
+              "`careloop django <command>` reaches any other Django management command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careloop.settings")
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    if args[0] == "django":
+        args = args[1:]
+    elif args[0] not in COMMANDS:
+        print(f"careloop: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
+        sys.exit(2)
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["careloop", *args])
+
+
+if __name__ == "__main__":
+    main()

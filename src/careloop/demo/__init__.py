@@ -1,0 +1,1 @@
+"""Synthetic, reproducible demo data: an organisation, its staff and its patients."""

@@ -1,0 +1,1 @@
+"""The unified patient record (R1): one record per patient across departments."""

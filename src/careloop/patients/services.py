@@ -1,0 +1,345 @@
+"""Every write to the patient record: validated, scoped, versioned and audited in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.forms import Form
+from django.forms.models import construct_instance
+from django.utils.translation import gettext_lazy as _
+
+from careloop.accounts.actor import Actor
+from careloop.accounts.models import Department
+from careloop.accounts.roles import Action
+from careloop.audit import services as audit
+from careloop.kit.clock import utc_now
+from careloop.kit.crypto import blind_index
+from careloop.kit.errors import DuplicatePatient, NotFound, StaleVersion, ValidationFailed
+from careloop.patients import forms as f
+from careloop.patients import models as m
+from careloop.patients import selectors
+from careloop.patients.records import KINDS, plain, serialise, snapshot
+from careloop.patients.selectors import require
+
+PATIENT_FIELDS = list(f.PatientForm._meta.fields or [])
+
+
+def form_errors(form: Form) -> dict[str, list[str]]:
+    return {name: [str(e) for e in errs] for name, errs in form.errors.items()}
+
+
+def _validate(form: Form) -> Form:
+    if not form.is_valid():
+        raise ValidationFailed(details=form_errors(form))
+    return form
+
+
+def _with_current(instance: Any, fields: list[str], data: dict[str, Any]) -> dict[str, Any]:
+    """PATCH semantics: what the client sent laid over the record's current values."""
+    merged: dict[str, Any] = {}
+    for name in fields:
+        if name == "phones":
+            merged[name] = [p.number for p in instance.phones.all()] if instance.pk else []
+            continue
+        if name == "file":
+            continue
+        field = instance._meta.get_field(name)
+        value = getattr(instance, field.attname) if field.is_relation else getattr(instance, name)
+        merged[name] = value if isinstance(value, list | dict) else plain(value)
+    for key, value in data.items():
+        if key in fields:
+            merged[key] = value
+    return merged
+
+
+def _version_row(actor: Actor, patient: m.Patient, kind: str, obj: Any, change: str,
+                 fields: list[str]) -> None:
+    m.RecordVersion.objects.create(
+        organisation_id=patient.organisation_id, patient=patient, kind=kind, object_id=obj.pk,
+        version=obj.version, change=change, snapshot=snapshot(obj, fields), at=utc_now(),
+        actor=actor.user,
+    )
+
+
+def _stale(kind: str, obj: Any, expected: int, fields: list[str]) -> StaleVersion:
+    """Say what changed between the version the client had and the current one."""
+    base = (m.RecordVersion.objects.filter(kind=kind, object_id=obj.pk, version=expected)
+            .values_list("snapshot", flat=True).first()) or {}
+    now = snapshot(obj, fields)
+    changed = {
+        name: {"was": base.get(name), "now": serialise(obj, [name])[name]}
+        for name in fields
+        if name in now and base.get(name) != now.get(name)
+    }
+    return StaleVersion(details={
+        "your_version": expected, "current_version": obj.version,
+        "changed": changed, "changed_by": str(obj.updated_by or ""),
+        "changed_at": plain(obj.updated_at),
+    })
+
+
+def _require_version(expected: Any) -> int:
+    try:
+        return int(expected)
+    except (TypeError, ValueError):
+        raise ValidationFailed(details={"version": [str(_(
+            "The version of the record you edited is required."))]}) from None
+
+
+# --- patients -------------------------------------------------------------------------------
+
+
+def _department_for(actor: Actor, department_id: Any) -> Department:
+    """The department a new patient joins: one of the actor's own (any, for org admins)."""
+    qs = Department.objects.filter(organisation_id=actor.organisation_id)
+    if not actor.is_org_wide:
+        qs = qs.filter(pk__in=actor.department_ids)
+    if department_id not in (None, ""):
+        dept = qs.filter(pk=department_id).first()
+    else:
+        dept = qs.order_by("pk").first()
+    if dept is None:
+        raise ValidationFailed(details={"department": [str(_(
+            "Choose one of your own departments."))]})
+    return dept
+
+
+def _save_phones(patient: m.Patient, numbers: list[str]) -> None:
+    existing = list(patient.phones.all())
+    if [p.number for p in existing] == numbers:
+        return
+    patient.phones.all().delete()
+    for i, number in enumerate(numbers):
+        m.PatientPhone.objects.create(patient=patient, organisation_id=patient.organisation_id,
+                                      number=number, position=i)
+
+
+def find_duplicates(organisation_id: int, data: dict[str, Any]) -> tuple[str, m.Patient] | None:
+    """An existing patient with the same ID number, or the same name, birth date and phone."""
+    active = m.Patient.objects.filter(organisation_id=organisation_id, merged_into__isnull=True)
+    if data.get("national_id"):
+        same = active.filter(national_id_index=blind_index("national_id", data["national_id"]))
+        if first := same.first():
+            return "national_id", first
+    phones = [blind_index("phone", p) for p in data.get("phones", [])]
+    if phones:
+        same = active.filter(name=data["name"], date_of_birth=data["date_of_birth"],
+                             phones__number_index__in=phones)
+        if first := same.first():
+            return "name_dob_phone", first
+    return None
+
+
+def create_patient(actor: Actor, data: dict[str, Any], *, department_id: Any = None,
+                   link_existing: bool = False, allow_duplicate: bool = False) -> m.Patient:
+    require(actor, Action.PATIENT_CREATE)
+    org = actor.user.organisation
+    initial = {"time_zone": org.time_zone if org else "Asia/Shanghai", "sex": m.Sex.UNKNOWN,
+               "preferred_language": "zh-hans", **data}
+    form = _validate(f.PatientForm(initial))
+    department = _department_for(actor, department_id)
+    clean = form.cleaned_data
+    with transaction.atomic():
+        dup = find_duplicates(actor.organisation_id or 0, clean)
+        if dup:
+            match, existing = dup
+            visible = selectors.visible_patients(actor).filter(pk=existing.pk).exists()
+            if match == "national_id" and link_existing:
+                return _link(actor, existing, department)
+            if match == "national_id" or not allow_duplicate:
+                audit.record(actor, "patient.create", outcome="failure", patient_id=existing.pk,
+                             detail={"reason": "duplicate", "match": match})
+                raise DuplicatePatient(
+                    _("A patient with this ID number is already registered in this organisation.")
+                    if match == "national_id" else
+                    _("A patient with the same name, date of birth and phone is already "
+                      "registered. Confirm to register a separate person."),
+                    details={"match": match, "existing_id": existing.pk if visible else None,
+                             "can_link": match == "national_id",
+                             "can_confirm": match != "national_id"},
+                )
+        patient = form.save(commit=False)
+        patient.organisation_id = actor.organisation_id
+        patient.created_by = patient.updated_by = actor.user
+        patient.save()
+        _save_phones(patient, clean["phones"])
+        m.PatientDepartment.objects.create(patient=patient, department=department,
+                                           since=utc_now().date())
+        _version_row(actor, patient, "patient", patient, "create", PATIENT_FIELDS)
+        audit.record(actor, "patient.create", patient_id=patient.pk, obj=patient,
+                     detail={"department": department.pk})
+    return patient
+
+
+def _link(actor: Actor, patient: m.Patient, department: Department) -> m.Patient:
+    """Bring an existing record into the actor's department: one record, not a copy."""
+    _, created = m.PatientDepartment.objects.get_or_create(
+        patient=patient, department=department, defaults={"since": utc_now().date()}
+    )
+    audit.record(actor, "patient.link", patient_id=patient.pk, obj=patient,
+                 detail={"department": department.pk, "new": created})
+    return patient
+
+
+def update_patient(actor: Actor, patient_id: int, data: dict[str, Any], expected: Any) -> m.Patient:
+    require(actor, Action.PATIENT_UPDATE, patient_id=patient_id)
+    expected_version = _require_version(expected)
+    patient = selectors.get_patient(actor, patient_id, audit_read=False)
+    form = _validate(f.PatientForm(_with_current(patient, PATIENT_FIELDS, data), instance=patient))
+    with transaction.atomic():
+        locked = m.Patient.objects.select_for_update().get(pk=patient.pk)
+        if locked.version != expected_version:
+            raise _stale("patient", locked, expected_version, PATIENT_FIELDS)
+        before = snapshot(locked, PATIENT_FIELDS)
+        construct_instance(form, locked, fields=[n for n in PATIENT_FIELDS if n != "phones"])
+        locked.version += 1
+        locked.updated_by = actor.user
+        locked.save()
+        _save_phones(locked, form.cleaned_data["phones"])
+        after = snapshot(locked, PATIENT_FIELDS)
+        changed = sorted(k for k in after if k not in ("version", "id") and before.get(k) != after[k])
+        _version_row(actor, locked, "patient", locked, "update", PATIENT_FIELDS)
+        audit.record(actor, "patient.update", patient_id=locked.pk, obj=locked,
+                     detail={"fields": changed})
+    return locked
+
+
+def merge_patients(actor: Actor, keep_id: int, drop_id: int, expected_drop_version: Any) -> m.Patient:
+    """Fold a duplicate record into the one kept; the duplicate stays, pointing at it."""
+    require(actor, Action.PATIENT_MERGE, patient_id=keep_id)
+    expected_version = _require_version(expected_drop_version)
+    if int(keep_id) == int(drop_id):
+        raise ValidationFailed(details={"other": [str(_("Choose a different patient."))]})
+    keep = selectors.get_patient(actor, keep_id, audit_read=False)
+    drop = selectors.get_patient(actor, drop_id, audit_read=False)
+    with transaction.atomic():
+        keep = m.Patient.objects.select_for_update().get(pk=keep.pk)
+        drop = m.Patient.objects.select_for_update().get(pk=drop.pk)
+        if drop.version != expected_version:
+            raise _stale("patient", drop, expected_version, PATIENT_FIELDS)
+        moved: dict[str, int] = {}
+        for kind in KINDS.values():
+            moved[kind.key] = kind.model.objects.filter(patient=drop).update(patient=keep)
+        m.RecordVersion.objects.filter(patient=drop).update(patient=keep)
+        keep_depts = set(keep.department_links.values_list("department_id", flat=True))
+        for link in drop.department_links.all():
+            if link.department_id not in keep_depts:
+                m.PatientDepartment.objects.create(patient=keep, department_id=link.department_id,
+                                                   care_team_id=link.care_team_id, since=link.since)
+        numbers = [p.number for p in keep.phones.all()]
+        extra = [p.number for p in drop.phones.all() if p.number not in numbers]
+        _save_phones(keep, (numbers + extra)[: f.MAX_PHONES])
+        for name in ("national_id", "address", "record_number"):
+            if not getattr(keep, name) and getattr(drop, name):
+                setattr(keep, name, getattr(drop, name))
+        keep.version += 1
+        keep.updated_by = actor.user
+        keep.save()
+        drop.merged_into = keep
+        drop.version += 1
+        drop.updated_by = actor.user
+        drop.save()
+        _version_row(actor, keep, "patient", keep, "merge", PATIENT_FIELDS)
+        _version_row(actor, drop, "patient", drop, "merge", PATIENT_FIELDS)
+        audit.record(actor, "patient.merge", patient_id=keep.pk, obj=keep,
+                     detail={"merged": drop.pk, "moved": moved})
+        audit.record(actor, "patient.merge", patient_id=drop.pk, obj=drop,
+                     detail={"into": keep.pk})
+    return keep
+
+
+# --- rows of the record ---------------------------------------------------------------------
+
+
+def _record_form(kind_key: str, actor: Actor, data: dict[str, Any], files: Any = None,
+                 instance: Any = None) -> Form:
+    kind = selectors.kind_of(kind_key)
+    kwargs: dict[str, Any] = {"instance": instance}
+    if kind.model is m.Encounter:
+        kwargs["organisation_id"] = actor.organisation_id
+    return kind.form(data, files, **kwargs)
+
+
+def _store_upload(row: Any, form: Form) -> None:
+    upload = form.cleaned_data.get("file")
+    if upload and hasattr(upload, "content_type"):
+        row.file_name = upload.name[:200]
+        row.content_type = upload.content_type
+        row.size = upload.size
+
+
+def add_record(actor: Actor, patient_id: int, kind_key: str, data: dict[str, Any],
+               files: Any = None) -> Any:
+    kind = selectors.kind_of(kind_key)
+    require(actor, kind.write_action, patient_id=patient_id)
+    patient = selectors.get_patient(actor, patient_id, audit_read=False)
+    form = _validate(_record_form(kind_key, actor, data, files))
+    with transaction.atomic():
+        row = form.save(commit=False)  # type: ignore[attr-defined]
+        row.organisation_id = patient.organisation_id
+        row.patient = patient
+        row.created_by = row.updated_by = actor.user
+        if kind.model is m.Report:
+            _store_upload(row, form)
+        row.save()
+        _version_row(actor, patient, kind.key, row, "create", kind.fields)
+        audit.record(actor, f"{kind.key}.create", patient_id=patient.pk, obj=row)
+    return row
+
+
+def update_record(actor: Actor, patient_id: int, kind_key: str, record_id: int,
+                  data: dict[str, Any], expected: Any, files: Any = None) -> Any:
+    kind = selectors.kind_of(kind_key)
+    require(actor, kind.write_action, patient_id=patient_id)
+    expected_version = _require_version(expected)
+    patient = selectors.get_patient(actor, patient_id, audit_read=False)
+    row = kind.model.objects.filter(patient=patient, pk=record_id, deleted_at__isnull=True).first()
+    if row is None:
+        audit.record_denied(actor, f"{kind.key}.update", patient_id=patient.pk,
+                            object_id=record_id, detail={"reason": "scope"})
+        raise NotFound()
+    form = _validate(_record_form(kind_key, actor, _with_current(row, kind.fields, data),
+                                  files, instance=row))
+    with transaction.atomic():
+        locked = kind.model.objects.select_for_update().get(pk=row.pk)
+        if locked.version != expected_version:
+            raise _stale(kind.key, locked, expected_version, kind.fields)
+        before = snapshot(locked, kind.fields)
+        construct_instance(form, locked, fields=kind.fields)
+        if kind.model is m.Report:
+            _store_upload(locked, form)
+        locked.version += 1
+        locked.updated_by = actor.user
+        locked.save()
+        after = snapshot(locked, kind.fields)
+        _version_row(actor, patient, kind.key, locked, "update", kind.fields)
+        audit.record(actor, f"{kind.key}.update", patient_id=patient.pk, obj=locked,
+                     detail={"fields": sorted(k for k in after if k != "version"
+                                              and before.get(k) != after[k])})
+    return locked
+
+
+def delete_record(actor: Actor, patient_id: int, kind_key: str, record_id: int,
+                  expected: Any) -> Any:
+    """Mark a row as entered in error: hidden, kept, versioned."""
+    kind = selectors.kind_of(kind_key)
+    require(actor, kind.write_action, patient_id=patient_id)
+    expected_version = _require_version(expected)
+    patient = selectors.get_patient(actor, patient_id, audit_read=False)
+    with transaction.atomic():
+        row = (kind.model.objects.select_for_update()
+               .filter(patient=patient, pk=record_id, deleted_at__isnull=True).first())
+        if row is None:
+            audit.record_denied(actor, f"{kind.key}.delete", patient_id=patient.pk,
+                                object_id=record_id, detail={"reason": "scope"})
+            raise NotFound()
+        if row.version != expected_version:
+            raise _stale(kind.key, row, expected_version, kind.fields)
+        row.deleted_at = utc_now()
+        row.version += 1
+        row.updated_by = actor.user
+        row.save()
+        _version_row(actor, patient, kind.key, row, "delete", kind.fields)
+        audit.record(actor, f"{kind.key}.delete", patient_id=patient.pk, obj=row)
+    return row

@@ -1,0 +1,1 @@
+"""Shared staff-UI pieces: base layout, login, language switch, health, error pages."""

@@ -1,0 +1,28 @@
+"""Template context shared by every staff page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from careloop.accounts.roles import ROLE_LABELS, Action, Role, allowed
+
+
+def navigation(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    role = getattr(user, "role", "")
+    try:
+        role_label = ROLE_LABELS[Role(role)]
+    except ValueError:
+        role_label = role
+    return {
+        "nav": {
+            "patients": allowed(role, Action.PATIENT_SEARCH),
+            "audit": allowed(role, Action.AUDIT_VIEW),
+            "admin": user.is_staff,
+            "role_label": role_label,
+        }
+    }
