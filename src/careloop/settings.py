@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_tasks",
     "django_tasks_db",
+    "ninja",
     "careloop.kit",
     "careloop.accounts",
     "careloop.audit",
@@ -194,6 +195,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Front-end packages from npm are copied here by `make assets`; never committed.
 VENDOR_STATIC_DIR = Path(env("VENDOR_STATIC_DIR") or Path.cwd() / "var" / "vendor")
 STATICFILES_DIRS = [("vendor", VENDOR_STATIC_DIR)] if VENDOR_STATIC_DIR.exists() else []

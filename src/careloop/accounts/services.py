@@ -12,7 +12,7 @@ from careloop.accounts.models import ApiToken, LoginFailure, Membership, Staff
 from careloop.accounts.roles import Role
 from careloop.kit.clock import utc_now
 
-TOKEN_PREFIX = "cl_"
+TOKEN_PREFIX = "cl_"  # noqa: S105 - a public prefix, not a secret
 
 
 def is_locked_out(username: str, source: str) -> bool:
