@@ -16,7 +16,7 @@ from careloop.patients import services as patient_services
 
 PASSWORD = "Correct-Horse-42"  # noqa: S105 - test accounts only
 
-# A valid resident ID (GB 11643 check character X) for a man born 1949-12-31.
+# A valid resident ID (GB 11643 check character X) for a woman born 1949-12-31.
 VALID_ID = "11010519491231002X"
 
 
@@ -128,6 +128,13 @@ def api(client: Any, token: Any):  # type: ignore[no-untyped-def]
 
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(request: Any, settings: Any) -> None:
+    """Argon2 is deliberately slow; tests that are not about passwords use a fast hasher."""
+    if "argon2" not in request.keywords:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

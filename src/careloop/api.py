@@ -8,6 +8,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -52,17 +53,17 @@ def _domain_error(request: HttpRequest, exc: CareLoopError) -> HttpResponse:
 
 
 _PYDANTIC_MESSAGES = {
-    "missing": "This field is required.",
-    "date": "Enter a valid date.",
-    "time": "Enter a valid time.",
-    "datetime": "Enter a valid date/time.",
-    "int": "Enter a whole number.",
-    "decimal": "Enter a number.",
-    "float": "Enter a number.",
-    "bool": "Enter true or false.",
-    "string": "Enter text.",
-    "list": "Enter a list.",
-    "too_long": "This value is too long.",
+    "missing": gettext_noop("This field is required."),
+    "date": gettext_noop("Enter a valid date."),
+    "time": gettext_noop("Enter a valid time."),
+    "datetime": gettext_noop("Enter a valid date/time."),
+    "int": gettext_noop("Enter a whole number."),
+    "decimal": gettext_noop("Enter a number."),
+    "float": gettext_noop("Enter a number."),
+    "bool": gettext_noop("Enter true or false."),
+    "string": gettext_noop("Enter text."),
+    "list": gettext_noop("Enter a list."),
+    "too_long": gettext_noop("This value is too long."),
 }
 
 
@@ -101,6 +102,10 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, ValueError):
+        # django-ninja wraps a body that fails to parse (bad JSON, bad UTF-8) in HttpError(400).
+        return error(request, 422, "invalid", _("Please correct the errors below."),
+                     {"__all__": [_("The body is not valid JSON.")]})
     return error(request, exc.status_code, "error", str(exc))
 
 

@@ -34,15 +34,13 @@ PRODUCTION = env_bool("PRODUCTION", False)
 INSECURE_KEYS = {"", "changeme", "secret", "django-insecure", "careloop"}
 
 
-def _secret_from_file(filename: str, nbytes: int) -> str:
+def _secret_from_file(filename: str, nbytes: int, variable: str) -> str:
     """Read a key under VAR_DIR, generating it on first run (never in production)."""
     path = VAR_DIR / filename
     if path.exists():
         return path.read_text().strip()
     if PRODUCTION:
-        raise ImproperlyConfigured(
-            f"CARELOOP_{filename.upper().replace('-', '_')} must be set in production mode."
-        )
+        raise ImproperlyConfigured(f"CARELOOP_{variable} must be set in production mode.")
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(nbytes)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -58,14 +56,14 @@ if PRODUCTION and (SECRET_KEY.strip().lower() in INSECURE_KEYS or len(SECRET_KEY
         "production mode refuses to start with it."
     )
 if not SECRET_KEY:
-    SECRET_KEY = _secret_from_file("secret_key", 48)
+    SECRET_KEY = _secret_from_file("secret_key", 48, "SECRET_KEY")
 
 # Field-encryption keys live outside the database: a comma-separated list, newest first.
 FIELD_KEYS = [k for k in (env("FIELD_KEYS") or "").split(",") if k.strip()]
 if not FIELD_KEYS:
-    FIELD_KEYS = [_secret_from_file("field_key", 32)]
+    FIELD_KEYS = [_secret_from_file("field_key", 32, "FIELD_KEYS")]
 # Keyed hashing for exact-match search on encrypted fields (blind index).
-INDEX_KEY = env("INDEX_KEY") or _secret_from_file("index_key", 32)
+INDEX_KEY = env("INDEX_KEY") or _secret_from_file("index_key", 32, "INDEX_KEY")
 
 ALLOWED_HOSTS = [
     h.strip() for h in (env("ALLOWED_HOSTS") or "127.0.0.1,localhost,[::1]").split(",") if h.strip()

@@ -30,6 +30,8 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault("Content-Security-Policy", DOCS_CSP if relaxed else CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if request.user.is_authenticated if hasattr(request, "user") else False:
+        user = getattr(request, "user", None)
+        # API callers authenticate by bearer token (request.auth), not by session.
+        if (user is not None and user.is_authenticated) or getattr(request, "auth", None):
             response.headers.setdefault("Cache-Control", "no-store")
         return response

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils.translation import gettext
 from ninja import Body, File, Query, Router, Schema
 from ninja.files import UploadedFile
 
@@ -143,7 +144,7 @@ def list_patients(request: HttpRequest, filters: Query[SearchQuery]) -> dict[str
 
 
 @router.post("", response={201: PatientOut}, summary="Register a patient")
-def create_patient(request: HttpRequest, payload: PatientIn) -> tuple[int, dict[str, Any]]:
+def create_patient(request: HttpRequest, payload: PatientIn) -> dict[str, Any]:
     data = payload.dict()
     options = {k: data.pop(k) for k in ("department", "link_existing", "allow_duplicate")}
     if data.get("time_zone") is None:
@@ -152,7 +153,7 @@ def create_patient(request: HttpRequest, payload: PatientIn) -> tuple[int, dict[
         Actor.from_api(request), data, department_id=options["department"],
         link_existing=options["link_existing"], allow_duplicate=options["allow_duplicate"],
     )
-    return 201, _patient_out(patient)
+    return _patient_out(patient)
 
 
 @router.get("/{patient_id}", response=PatientOut, summary="One patient's identity and contacts")
@@ -258,10 +259,10 @@ def _register(kind: RecordKind) -> None:
     @router.post(base, response={201: Out}, summary=f"Add to {label}",
                  operation_id=f"create_{kind.key}")
     def create_row(request: HttpRequest, patient_id: int,
-                   payload: In = Body(...)) -> tuple[int, dict[str, Any]]:  # type: ignore[valid-type]
+                   payload: In = Body(...)) -> dict[str, Any]:  # type: ignore[valid-type]
         data = _wire(payload.dict(exclude_unset=True))  # type: ignore[attr-defined]
         row = services.add_record(Actor.from_api(request), patient_id, kind.key, data)
-        return 201, out(row)
+        return out(row)  # the one response model is 201
 
     @router.get(f"{base}/{{record_id}}", response=Out, summary=f"One of {label}",
                 operation_id=f"get_{kind.key}")
@@ -284,10 +285,9 @@ def _register(kind: RecordKind) -> None:
                    summary=f"Mark one of {label} as entered in error (kept in history)",
                    operation_id=f"delete_{kind.key}")
     def delete_row(request: HttpRequest, patient_id: int, record_id: int,
-                   version: int | None = None) -> tuple[int, None]:
+                   version: int | None = None) -> None:
         services.delete_record(Actor.from_api(request), patient_id, kind.key, record_id,
                                _version(request, version))
-        return 204, None
 
 
 for _kind in KINDS.values():
@@ -301,7 +301,9 @@ def upload_report_file(request: HttpRequest, patient_id: int, record_id: int,
     _, row = selectors.get_record(actor, patient_id, "reports", record_id)
     data = {"version": version}
     if version is None:
-        raise ValidationFailed(details={"version": ["The version of the record is required."]})
+        raise ValidationFailed(
+            details={"version": [gettext("The version of the record is required.")]}
+        )
     row = services.update_record(actor, patient_id, "reports", record_id, {},
                                  data["version"], files={"file": file})
     return {"id": row.pk, "version": row.version, "file_name": row.file_name, "size": row.size}

@@ -216,7 +216,9 @@ class ConditionForm(RecordForm):
             )
             if concept:
                 data["display"] = concept.display_zh
-                self.errors.pop("display", None)
+                self.instance.display = concept.display_zh
+        if not data.get("display") and "display" not in self.errors:
+            self.add_error("display", _("This field is required."))
         return data
 
 

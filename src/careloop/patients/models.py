@@ -166,7 +166,8 @@ class Condition(PatientRecord):
 
     icd10_code = models.CharField(_("ICD-10 code"), max_length=20)
     snomed_code = models.CharField(_("SNOMED CT code"), max_length=18, blank=True)
-    display = models.CharField(_("diagnosis"), max_length=200)
+    # Filled from the terminology when only a code is given (see ConditionForm).
+    display = models.CharField(_("diagnosis"), max_length=200, blank=True)
     onset_date = models.DateField(_("onset"), null=True, blank=True)
     status = models.CharField(_("status"), max_length=12, choices=Status.choices,
                               default=Status.ACTIVE)

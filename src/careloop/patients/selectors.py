@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from careloop.accounts.actor import Actor
@@ -271,7 +272,13 @@ def timeline(actor: Actor, patient_id: int, limit: int = 200) -> tuple[m.Patient
 
 
 def _summary(kind: str, snap: dict[str, Any]) -> str:
+    model = KINDS[kind].model if kind in KINDS else m.Patient
     for key in ("display", "substance", "name", "description", "title", "purpose", "kind"):
         if snap.get(key):
-            return str(snap[key])
+            # A choice is shown by its label ("Care reminders"), not its stored value.
+            try:
+                choices = dict(model._meta.get_field(key).flatchoices or [])
+            except FieldDoesNotExist:
+                choices = {}
+            return str(choices.get(snap[key], snap[key]))
     return ""
