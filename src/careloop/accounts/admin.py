@@ -25,6 +25,11 @@ admin.site.site_header = _("CareLoop administration")
 admin.site.site_title = _("CareLoop administration")
 
 
+def _org(request: HttpRequest) -> int | None:
+    """The signed-in admin's organisation."""
+    return getattr(request.user, "organisation_id", None)
+
+
 def _org_admin(request: HttpRequest) -> bool:
     user = request.user
     return bool(
@@ -56,11 +61,11 @@ class OrgScoped:
         qs = super().get_queryset(request)  # type: ignore[misc]
         if request.user.is_superuser:
             return qs
-        return qs.filter(**{self.org_path: request.user.organisation_id})  # type: ignore[attr-defined]
+        return qs.filter(**{self.org_path: _org(request)})
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if not request.user.is_superuser:
-            org = request.user.organisation_id  # type: ignore[attr-defined]
+            org = _org(request)
             scopes = {Organisation: "pk", Department: "organisation", Staff: "organisation",
                       CareTeam: "department__organisation"}
             if db_field.related_model in scopes:
@@ -94,7 +99,7 @@ class DepartmentAdmin(OrgScoped, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if not request.user.is_superuser:
-            obj.organisation_id = request.user.organisation_id  # type: ignore[attr-defined]
+            obj.organisation_id = _org(request)
         super().save_model(request, obj, form, change)
         _audit(request, "department.update" if change else "department.create", obj,
                {"fields": list(form.changed_data)})
@@ -114,8 +119,7 @@ class CareTeamMemberInline(admin.TabularInline):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "staff" and not request.user.is_superuser:
-            kwargs["queryset"] = Staff.objects.filter(
-                organisation_id=request.user.organisation_id)  # type: ignore[attr-defined]
+            kwargs["queryset"] = Staff.objects.filter(organisation_id=_org(request) or 0)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
@@ -143,8 +147,7 @@ class MembershipInline(admin.TabularInline):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "department" and not request.user.is_superuser:
-            kwargs["queryset"] = Department.objects.filter(
-                organisation_id=request.user.organisation_id)  # type: ignore[attr-defined]
+            kwargs["queryset"] = Department.objects.filter(organisation_id=_org(request) or 0)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
@@ -174,7 +177,7 @@ class StaffAdmin(OrgScoped, UserAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if not request.user.is_superuser:
-            obj.organisation_id = request.user.organisation_id  # type: ignore[attr-defined]
+            obj.organisation_id = _org(request)
             obj.is_superuser = False
         obj.is_staff = allowed(obj.role, Action.ORG_MANAGE) or obj.is_superuser
         super().save_model(request, obj, form, change)

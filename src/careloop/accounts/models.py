@@ -77,7 +77,7 @@ class Staff(AbstractUser):
         Department, through="Membership", related_name="staff", blank=True
     )
 
-    objects = StaffManager()
+    objects = StaffManager()  # type: ignore[misc]
 
     class Meta:
         verbose_name = _("staff member")

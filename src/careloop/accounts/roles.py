@@ -76,6 +76,8 @@ MATRIX: dict[Role, frozenset[Action]] = {
 
 
 def allowed(role: str | None, action: Action) -> bool:
+    if not role:
+        return False
     try:
         return action in MATRIX[Role(role)]
     except (ValueError, KeyError):

@@ -6,6 +6,7 @@ import csv
 from datetime import date
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 from careloop.accounts.actor import Actor
@@ -54,7 +55,7 @@ def audit_list(request: HttpRequest, actor: Actor) -> HttpResponse:
 
 
 @staff_page
-def audit_export(request: HttpRequest, actor: Actor) -> HttpResponse:
+def audit_export(request: HttpRequest, actor: Actor) -> HttpResponseBase:
     flt, _ = _filter(request)
     qs = selectors.events(actor, flt, export=True)[:EXPORT_LIMIT]
 

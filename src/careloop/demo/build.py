@@ -182,8 +182,7 @@ def _one_patient(rng: random.Random, i: int, profile_key: str, today: date,
         inpatient = profile_key == "post_pci" and rng.random() < 0.4
         patient_services.add_record(actor, patient.pk, "visits", {
             "kind": "inpatient" if inpatient else rng.choice(["outpatient", "follow_up"]),
-            "department": depts[home].pk, "attending": teams[home].responsible_doctor.display_name
-            if teams[home].responsible_doctor else "",
+            "department": depts[home].pk, "attending": str(teams[home].responsible_doctor or ""),
             "diagnoses": "、".join(c[2] for c in profile["conditions"]),
             "admitted_on": visit.isoformat(),
             "discharged_on": (visit + timedelta(days=rng.randint(3, 7))).isoformat()

@@ -211,7 +211,8 @@ def _schemas(kind: RecordKind) -> tuple[type[Schema], type[Schema], type[Schema]
         f = model._meta.get_field(name)
         typ = _PY_TYPES[type(f).__name__ if type(f).__name__ in _PY_TYPES
                         else f.get_internal_type()]
-        required = not (f.blank or f.null or f.has_default())
+        required = not (getattr(f, "blank", True) or getattr(f, "null", True)
+                        or getattr(f, "has_default", lambda: True)())
         ins[name] = (typ, ...) if required else (typ | None, None)
         patch[name] = (typ | None, None)
         outs[name] = (typ | None, None)
@@ -251,7 +252,8 @@ def _register(kind: RecordKind) -> None:
                         if row.file else None)
         return data
 
-    @router.get(base, response=list[Out], summary=f"List {label}", operation_id=f"list_{kind.key}")
+    @router.get(base, response=list[Out],  # type: ignore[valid-type]
+                summary=f"List {label}", operation_id=f"list_{kind.key}")
     def list_rows(request: HttpRequest, patient_id: int) -> list[dict[str, Any]]:
         _, rows = selectors.list_records(Actor.from_api(request), patient_id, kind.key)
         return [out(r) for r in rows]

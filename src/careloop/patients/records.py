@@ -7,7 +7,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Model
+from django.db.models import ForeignKey, Model
 from django.db.models.fields.files import FieldFile
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
@@ -86,7 +86,7 @@ def serialise(obj: Model, fields: list[str]) -> dict[str, Any]:
             data[name] = [p.number for p in obj.phones.all()]  # type: ignore[attr-defined]
             continue
         field = obj._meta.get_field(name)
-        raw = getattr(obj, field.attname) if field.is_relation else getattr(obj, name)
+        raw = getattr(obj, field.attname) if isinstance(field, ForeignKey) else getattr(obj, name)
         data[name] = plain(raw)
     for extra in ("version", "created_at", "updated_at"):
         data[extra] = plain(getattr(obj, extra))

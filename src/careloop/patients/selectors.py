@@ -36,9 +36,10 @@ def require(actor: Actor, action: Action, *, patient_id: int | None = None) -> N
 
 def visible_patients(actor: Actor) -> QuerySet[m.Patient]:
     """Active patients of the actor's organisation that the actor's departments look after."""
-    if actor.organisation_id is None:
+    org = actor.organisation_id
+    if org is None:
         return m.Patient.objects.none()
-    qs = m.Patient.objects.filter(organisation_id=actor.organisation_id, merged_into__isnull=True)
+    qs = m.Patient.objects.filter(organisation_id=org, merged_into__isnull=True)
     if not actor.is_org_wide:
         qs = qs.filter(
             Exists(
@@ -60,7 +61,7 @@ def get_patient(
         audit.record_denied(actor, "patient.read", patient_id=patient_id,
                             detail={"reason": "scope"})
         merged = (
-            m.Patient.objects.filter(pk=patient_id, organisation_id=actor.organisation_id)
+            m.Patient.objects.filter(pk=patient_id, organisation_id=actor.organisation_id or 0)
             .exclude(merged_into=None)
             .values_list("merged_into_id", flat=True)
             .first()
@@ -200,11 +201,11 @@ def list_records(actor: Actor, patient_id: int, key: str, *, include_deleted: bo
     kind = kind_of(key)
     require(actor, kind.view_action, patient_id=patient_id)
     patient = get_patient(actor, patient_id, audit_read=False)
-    qs = kind.model.objects.filter(patient=patient)
+    qs = kind.model._default_manager.filter(patient=patient)
     if not include_deleted:
         qs = qs.filter(deleted_at__isnull=True)
     if kind.model is m.Encounter:
-        qs = qs.select_related("department")
+        qs = qs.select_related("department")  # type: ignore[misc]  # only Encounter has it
     rows = list(qs.order_by(*kind.ordering)[:500])
     audit.record(actor, f"{kind.key}.read", patient_id=patient.pk,
                  object_type=kind.model._meta.label_lower, detail={"count": len(rows)})
@@ -215,7 +216,8 @@ def get_record(actor: Actor, patient_id: int, key: str, record_id: int) -> tuple
     kind = kind_of(key)
     require(actor, kind.view_action, patient_id=patient_id)
     patient = get_patient(actor, patient_id, audit_read=False)
-    row = kind.model.objects.filter(patient=patient, pk=record_id, deleted_at__isnull=True).first()
+    row = kind.model._default_manager.filter(patient=patient, pk=record_id,
+                                            deleted_at__isnull=True).first()
     if row is None:
         audit.record_denied(actor, f"{kind.key}.read", patient_id=patient.pk,
                             object_id=record_id, detail={"reason": "scope"})
@@ -277,7 +279,7 @@ def _summary(kind: str, snap: dict[str, Any]) -> str:
         if snap.get(key):
             # A choice is shown by its label ("Care reminders"), not its stored value.
             try:
-                choices = dict(model._meta.get_field(key).flatchoices or [])
+                choices = dict(getattr(model._meta.get_field(key), "flatchoices", None) or [])
             except FieldDoesNotExist:
                 choices = {}
             return str(choices.get(snap[key], snap[key]))

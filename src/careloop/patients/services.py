@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.forms import Form
+from django.forms import BaseForm, BaseModelForm
 from django.forms.models import construct_instance
 from django.utils.translation import gettext_lazy as _
 
@@ -22,14 +22,14 @@ from careloop.patients import selectors
 from careloop.patients.records import KINDS, plain, serialise, snapshot
 from careloop.patients.selectors import require
 
-PATIENT_FIELDS = list(f.PatientForm._meta.fields or [])
+PATIENT_FIELDS: list[str] = list(f.PatientForm.Meta.fields)
 
 
-def form_errors(form: Form) -> dict[str, list[str]]:
+def form_errors(form: BaseForm) -> dict[str, list[str]]:
     return {name: [str(e) for e in errs] for name, errs in form.errors.items()}
 
 
-def _validate(form: Form) -> Form:
+def _validate(form: BaseModelForm) -> BaseModelForm:
     if not form.is_valid():
         raise ValidationFailed(details=form_errors(form))
     return form
@@ -92,7 +92,7 @@ def _require_version(expected: Any) -> int:
 
 def _department_for(actor: Actor, department_id: Any) -> Department:
     """The department a new patient joins: one of the actor's own (any, for org admins)."""
-    qs = Department.objects.filter(organisation_id=actor.organisation_id)
+    qs = Department.objects.filter(organisation_id=actor.organisation_id or 0)
     if not actor.is_org_wide:
         qs = qs.filter(pk__in=actor.department_ids)
     if department_id not in (None, ""):
@@ -220,7 +220,7 @@ def merge_patients(actor: Actor, keep_id: int, drop_id: int, expected_drop_versi
             raise _stale("patient", drop, expected_version, PATIENT_FIELDS)
         moved: dict[str, int] = {}
         for kind in KINDS.values():
-            moved[kind.key] = kind.model.objects.filter(patient=drop).update(patient=keep)
+            moved[kind.key] = kind.model._default_manager.filter(patient=drop).update(patient=keep)
         m.RecordVersion.objects.filter(patient=drop).update(patient=keep)
         keep_depts = set(keep.department_links.values_list("department_id", flat=True))
         for link in drop.department_links.all():
@@ -253,7 +253,7 @@ def merge_patients(actor: Actor, keep_id: int, drop_id: int, expected_drop_versi
 
 
 def _record_form(kind_key: str, actor: Actor, data: dict[str, Any], files: Any = None,
-                 instance: Any = None) -> Form:
+                 instance: Any = None) -> BaseModelForm:
     kind = selectors.kind_of(kind_key)
     kwargs: dict[str, Any] = {"instance": instance}
     if kind.model is m.Encounter:
@@ -261,7 +261,7 @@ def _record_form(kind_key: str, actor: Actor, data: dict[str, Any], files: Any =
     return kind.form(data, files, **kwargs)
 
 
-def _store_upload(row: Any, form: Form) -> None:
+def _store_upload(row: Any, form: BaseForm) -> None:
     upload = form.cleaned_data.get("file")
     if upload and hasattr(upload, "content_type"):
         row.file_name = upload.name[:200]
@@ -276,7 +276,7 @@ def add_record(actor: Actor, patient_id: int, kind_key: str, data: dict[str, Any
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
     form = _validate(_record_form(kind_key, actor, data, files))
     with transaction.atomic():
-        row = form.save(commit=False)  # type: ignore[attr-defined]
+        row = form.save(commit=False)
         row.organisation_id = patient.organisation_id
         row.patient = patient
         row.created_by = row.updated_by = actor.user
@@ -294,7 +294,7 @@ def update_record(actor: Actor, patient_id: int, kind_key: str, record_id: int,
     require(actor, kind.write_action, patient_id=patient_id)
     expected_version = _require_version(expected)
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
-    row = kind.model.objects.filter(patient=patient, pk=record_id, deleted_at__isnull=True).first()
+    row = kind.model._default_manager.filter(patient=patient, pk=record_id, deleted_at__isnull=True).first()
     if row is None:
         audit.record_denied(actor, f"{kind.key}.update", patient_id=patient.pk,
                             object_id=record_id, detail={"reason": "scope"})
@@ -302,7 +302,7 @@ def update_record(actor: Actor, patient_id: int, kind_key: str, record_id: int,
     form = _validate(_record_form(kind_key, actor, _with_current(row, kind.fields, data),
                                   files, instance=row))
     with transaction.atomic():
-        locked = kind.model.objects.select_for_update().get(pk=row.pk)
+        locked = kind.model._default_manager.select_for_update().get(pk=row.pk)
         if locked.version != expected_version:
             raise _stale(kind.key, locked, expected_version, kind.fields)
         before = snapshot(locked, kind.fields)
@@ -328,7 +328,7 @@ def delete_record(actor: Actor, patient_id: int, kind_key: str, record_id: int,
     expected_version = _require_version(expected)
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
     with transaction.atomic():
-        row = (kind.model.objects.select_for_update()
+        row = (kind.model._default_manager.select_for_update()
                .filter(patient=patient, pk=record_id, deleted_at__isnull=True).first())
         if row is None:
             audit.record_denied(actor, f"{kind.key}.delete", patient_id=patient.pk,

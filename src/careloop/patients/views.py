@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.forms import Form
+from django.forms import BaseForm
 from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -54,7 +55,7 @@ def _criteria(request: HttpRequest) -> selectors.Criteria:
 
 
 def _departments(actor: Actor) -> Any:
-    qs = Department.objects.filter(organisation_id=actor.organisation_id)
+    qs = Department.objects.filter(organisation_id=actor.organisation_id or 0)
     return qs if actor.is_org_wide else qs.filter(pk__in=actor.department_ids)
 
 
@@ -126,7 +127,7 @@ def patient_create(request: HttpRequest, actor: Actor) -> HttpResponse:
     }, status=422 if request.method == "POST" else 200)
 
 
-def _form_data(post: Any, form_class: type[Form]) -> dict[str, Any]:
+def _form_data(post: Any, form_class: type[BaseForm]) -> dict[str, Any]:
     """Form input as a plain dict: multi-valued fields as lists."""
     data: dict[str, Any] = {}
     for key in post:
@@ -135,7 +136,7 @@ def _form_data(post: Any, form_class: type[Form]) -> dict[str, Any]:
     return data
 
 
-def _apply_errors(form: Form, exc: ValidationFailed) -> None:
+def _apply_errors(form: BaseForm, exc: ValidationFailed) -> None:
     form.is_valid()
     for field, errs in exc.details.items():
         for err in errs:
@@ -201,7 +202,7 @@ def _tab_context(actor: Actor, patient: m.Patient, tab: str) -> dict[str, Any]:
     for key in TAB_KINDS[tab]:
         kind = KINDS[key]
         _, rows = selectors.list_records(actor, patient.pk, key)
-        headers = [kind.model._meta.get_field(n).verbose_name for n in kind.columns]
+        headers = [getattr(kind.model._meta.get_field(n), "verbose_name", n) for n in kind.columns]
         sections.append({"kind": kind, "rows": [_row(kind, r) for r in rows], "headers": headers,
                          "can_write": actor.can(kind.write_action)})
     return {"sections": sections}
@@ -267,7 +268,7 @@ def patient_edit(request: HttpRequest, actor: Actor, patient_id: int) -> HttpRes
 @require_http_methods(["GET", "POST"])
 def patient_merge(request: HttpRequest, actor: Actor, patient_id: int) -> HttpResponse:
     selectors.require(actor, Action.PATIENT_MERGE, patient_id=patient_id)
-    keep = selectors.get_patient(actor, patient_id, audit_read=False)
+    keep = selectors.get_patient(actor, patient_id, audit_read=request.method == "GET")
     error = ""
     other = None
     other_id = request.POST.get("other") or request.GET.get("other")
@@ -288,7 +289,7 @@ def patient_merge(request: HttpRequest, actor: Actor, patient_id: int) -> HttpRe
                                                    "error": error})
 
 
-def _kind_form(kind: RecordKind, actor: Actor, *args: Any, **kwargs: Any) -> Form:
+def _kind_form(kind: RecordKind, actor: Actor, *args: Any, **kwargs: Any) -> BaseForm:
     if kind.model is m.Encounter:
         kwargs["organisation_id"] = actor.organisation_id
     return kind.form(*args, **kwargs)
@@ -299,7 +300,7 @@ def _kind_form(kind: RecordKind, actor: Actor, *args: Any, **kwargs: Any) -> For
 def record_create(request: HttpRequest, actor: Actor, patient_id: int, kind: str) -> HttpResponse:
     rk = selectors.kind_of(kind)
     selectors.require(actor, rk.write_action, patient_id=patient_id)
-    patient = selectors.get_patient(actor, patient_id, audit_read=False)
+    patient = selectors.get_patient(actor, patient_id, audit_read=request.method == "GET")
     if request.method == "POST":
         form = _kind_form(rk, actor, request.POST, request.FILES)
         try:
@@ -319,13 +320,14 @@ def record_create(request: HttpRequest, actor: Actor, patient_id: int, kind: str
 
 def _record_initial(rk: RecordKind, actor: Actor) -> dict[str, Any]:
     today = utc_now().date()
-    return {"consents": {"decided_on": today, "granted": True},
+    initial: dict[str, dict[str, Any]] = {"consents": {"decided_on": today, "granted": True},
             "lifestyle": {"recorded_on": today},
             "visits": {"admitted_on": today, "attending": str(actor.user)},
             "reports": {"reported_on": today},
             "allergies": {"noted_on": today},
             "medications": {"start_date": today, "prescriber": str(actor.user)},
-            }.get(rk.key, {})
+            }
+    return initial.get(rk.key, {})
 
 
 def _back(patient: m.Patient, kind: str) -> str:
@@ -386,7 +388,8 @@ def record_delete(request: HttpRequest, actor: Actor, patient_id: int, kind: str
 
 
 @staff_page
-def report_file(request: HttpRequest, actor: Actor, patient_id: int, record_id: int) -> HttpResponse:
+def report_file(request: HttpRequest, actor: Actor, patient_id: int,
+                record_id: int) -> HttpResponseBase:
     patient, row = selectors.get_record(actor, patient_id, "reports", record_id)
     if not row.file:
         raise NotFound()

@@ -14,6 +14,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {}
     role = getattr(user, "role", "")
+    role_label: Any
     try:
         role_label = ROLE_LABELS[Role(role)]
     except ValueError:

@@ -25,11 +25,11 @@ class Command(BaseCommand):
             names = [f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)]
             if not names:
                 continue
-            pks = list(model.objects.values_list("pk", flat=True))
+            pks = list(model._default_manager.values_list("pk", flat=True))
             for start in range(0, len(pks), 500):
                 with transaction.atomic():
-                    for row in model.objects.select_for_update().filter(pk__in=pks[start:start + 500]):
+                    for row in model._default_manager.select_for_update().filter(pk__in=pks[start:start + 500]):
                         # Reading decrypts with any configured key; saving encrypts with the first.
-                        model.objects.filter(pk=row.pk).update(**{n: getattr(row, n) for n in names})
+                        model._default_manager.filter(pk=row.pk).update(**{n: getattr(row, n) for n in names})
                         total += 1
         self.stdout.write(f"re-encrypted {total} row(s)")
