@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from django import forms
@@ -28,6 +29,12 @@ _ID_MESSAGES = {
     "checksum": _("This resident ID number's check digit is wrong; please check every digit."),
     "birthdate": _("This resident ID number contains an impossible date of birth."),
 }
+
+
+@lru_cache(maxsize=1)
+def known_time_zones() -> frozenset[str]:
+    """IANA zone names (reading them scans the zone database, so once per process)."""
+    return frozenset(zoneinfo.available_timezones())
 
 
 def _today() -> date:
@@ -140,7 +147,7 @@ class PatientForm(forms.ModelForm):
 
     def clean_time_zone(self) -> str:
         value = self.cleaned_data["time_zone"].strip()
-        if value not in zoneinfo.available_timezones():
+        if value not in known_time_zones():
             raise forms.ValidationError(_("Unknown time zone; use an IANA name such as Asia/Shanghai."))
         return value
 

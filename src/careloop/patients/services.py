@@ -105,11 +105,11 @@ def _department_for(actor: Actor, department_id: Any) -> Department:
     return dept
 
 
-def _save_phones(patient: m.Patient, numbers: list[str]) -> None:
-    existing = list(patient.phones.all())
-    if [p.number for p in existing] == numbers:
-        return
-    patient.phones.all().delete()
+def _save_phones(patient: m.Patient, numbers: list[str], *, new: bool = False) -> None:
+    if not new:
+        if [p.number for p in patient.phones.all()] == numbers:
+            return
+        patient.phones.all().delete()
     for i, number in enumerate(numbers):
         m.PatientPhone.objects.create(patient=patient, organisation_id=patient.organisation_id,
                                       number=number, position=i)
@@ -163,7 +163,7 @@ def create_patient(actor: Actor, data: dict[str, Any], *, department_id: Any = N
         patient.organisation_id = actor.organisation_id
         patient.created_by = patient.updated_by = actor.user
         patient.save()
-        _save_phones(patient, clean["phones"])
+        _save_phones(patient, clean["phones"], new=True)
         m.PatientDepartment.objects.create(patient=patient, department=department,
                                            since=utc_now().date())
         _version_row(actor, patient, "patient", patient, "create", PATIENT_FIELDS)
