@@ -134,7 +134,9 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 def _fast_password_hashing(request: Any, settings: Any) -> None:
     """Argon2 is deliberately slow; tests that are not about passwords use a fast hasher."""
     if "argon2" not in request.keywords:
-        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+        # New hashes are fast; hashes made by the real settings (subprocesses) still verify.
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
+                                     "django.contrib.auth.hashers.Argon2PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

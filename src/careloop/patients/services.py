@@ -252,9 +252,21 @@ def merge_patients(actor: Actor, keep_id: int, drop_id: int, expected_drop_versi
 # --- rows of the record ---------------------------------------------------------------------
 
 
+def _with_defaults(kind_model: Any, fields: list[str], data: dict[str, Any]) -> dict[str, Any]:
+    """Fields a client left out take the model's default (e.g. a condition is active)."""
+    filled = dict(data)
+    for name in fields:
+        field = kind_model._meta.get_field(name)
+        if name not in filled and field.has_default() and not callable(field.default):
+            filled[name] = field.default
+    return filled
+
+
 def _record_form(kind_key: str, actor: Actor, data: dict[str, Any], files: Any = None,
                  instance: Any = None) -> BaseModelForm:
     kind = selectors.kind_of(kind_key)
+    if instance is None:
+        data = _with_defaults(kind.model, kind.fields, data)
     kwargs: dict[str, Any] = {"instance": instance}
     if kind.model is m.Encounter:
         kwargs["organisation_id"] = actor.organisation_id

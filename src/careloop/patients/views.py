@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django.contrib import messages
@@ -216,6 +217,8 @@ def _row(kind: RecordKind, obj: Any) -> dict[str, Any]:
             value = getattr(obj, f"get_{name}_display")()
         else:
             value = getattr(obj, name)
+        if isinstance(value, date):
+            value = value.isoformat()  # 2024-05-01: the format Chinese hospital systems use
         if value is True:
             value = _("Yes")
         elif value is False:

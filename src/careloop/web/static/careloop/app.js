@@ -8,6 +8,29 @@
   document.addEventListener("htmx:configRequest", function (event) {
     event.detail.headers["X-CSRFToken"] = csrfToken();
   });
+  // A tab loaded by htmx becomes the selected tab once its panel has arrived.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var tab = event.detail.elt;
+    if (!event.detail.successful || !tab || tab.getAttribute("role") !== "tab") {
+      return;
+    }
+    var list = tab.closest("[role=tablist]");
+    if (!list) {
+      return;
+    }
+    list.querySelectorAll("[role=tab]").forEach(function (other) {
+      other.setAttribute("aria-selected", other === tab ? "true" : "false");
+    });
+  });
+  // The language switch returns to the page as it is now (tabs and searches change the address).
+  document.addEventListener("submit", function (event) {
+    if (event.target.id === "language-form") {
+      var next = event.target.querySelector('input[name="next"]');
+      if (next) {
+        next.value = window.location.pathname + window.location.search;
+      }
+    }
+  }, true);
   // Any form or button with data-confirm asks before it acts.
   document.addEventListener("submit", function (event) {
     var form = event.target;
@@ -16,6 +39,16 @@
       event.preventDefault();
     }
   }, true);
+  // After a refused save, put the cursor in the first field that needs fixing.
+  document.addEventListener("DOMContentLoaded", function () {
+    var bad = document.querySelector(
+      ".field.has-error input:not([type=checkbox]), .field.has-error select, .field.has-error textarea"
+    );
+    if (bad) {
+      bad.focus();
+      bad.scrollIntoView({ block: "center" });
+    }
+  });
   // Auto-submit filter selects on change when there is no htmx.
   document.addEventListener("change", function (event) {
     var el = event.target;
