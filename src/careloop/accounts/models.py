@@ -7,6 +7,7 @@ import hashlib
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from careloop.accounts.roles import ROLE_CHOICES, Role
 
@@ -14,7 +15,7 @@ from careloop.accounts.roles import ROLE_CHOICES, Role
 class Organisation(models.Model):
     """A hospital or clinic group: the tenant every row of patient data belongs to."""
 
-    name = models.CharField(_("name"), max_length=200)
+    name = models.CharField(pgettext_lazy("of a thing", "name"), max_length=200)
     code = models.SlugField(_("code"), max_length=50, unique=True)
     time_zone = models.CharField(_("time zone"), max_length=64, default="Asia/Shanghai")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -32,7 +33,7 @@ class Department(models.Model):
         Organisation, on_delete=models.PROTECT, related_name="departments"
     )
     code = models.SlugField(_("code"), max_length=50)
-    name = models.CharField(_("name"), max_length=200)
+    name = models.CharField(pgettext_lazy("of a thing", "name"), max_length=200)
     name_en = models.CharField(_("English name"), max_length=200, blank=True)
 
     class Meta:
@@ -99,7 +100,7 @@ class Membership(models.Model):
 
 class CareTeam(models.Model):
     department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="care_teams")
-    name = models.CharField(_("name"), max_length=200)
+    name = models.CharField(pgettext_lazy("of a thing", "name"), max_length=200)
     responsible_doctor = models.ForeignKey(
         Staff, on_delete=models.PROTECT, related_name="responsible_for", null=True, blank=True,
         verbose_name=_("responsible doctor"),

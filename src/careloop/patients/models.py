@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from careloop.accounts.models import CareTeam, Department, Organisation
 from careloop.kit.crypto import EncryptedTextField, blind_index
@@ -159,7 +160,7 @@ class PatientRecord(Versioned):
 
 class Condition(PatientRecord):
     class Status(models.TextChoices):
-        ACTIVE = "active", _("Active")
+        ACTIVE = "active", pgettext_lazy("condition status", "Active")
         REMISSION = "remission", _("In remission")
         RESOLVED = "resolved", _("Resolved")
         INACTIVE = "inactive", _("Inactive")
@@ -230,7 +231,7 @@ class Route(models.TextChoices):
 
 class Medication(PatientRecord):
     class Status(models.TextChoices):
-        ACTIVE = "active", _("Active")
+        ACTIVE = "active", pgettext_lazy("medication status", "Active")
         STOPPED = "stopped", _("Stopped")
         COMPLETED = "completed", _("Completed")
 
