@@ -52,6 +52,7 @@ test-postgres: install assets
 
 lint: install
 	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy src
 
 bench: install

@@ -33,11 +33,20 @@ class World:
         return Actor(user=Staff.objects.get(username=username), source=source)
 
 
-def _person(world: World, username: str, role: Role, depts: list[Department],
-            org: Organisation | None = None) -> Staff:
+def _person(
+    world: World,
+    username: str,
+    role: Role,
+    depts: list[Department],
+    org: Organisation | None = None,
+) -> Staff:
     user = accounts.create_staff(
-        organisation_id=(org or world.org).pk, username=username, password=PASSWORD, role=role,
-        department_ids=[d.pk for d in depts], display_name=username,
+        organisation_id=(org or world.org).pk,
+        username=username,
+        password=PASSWORD,
+        role=role,
+        department_ids=[d.pk for d in depts],
+        display_name=username,
     )
     world.staff[username] = user
     return user
@@ -48,13 +57,17 @@ def world(db: Any) -> World:
     org = Organisation.objects.create(name="Test Hospital", code="test")
     other = Organisation.objects.create(name="Other Hospital", code="other")
     w = World(
-        org=org, other_org=other,
-        cardio=Department.objects.create(organisation=org, code="cardiology", name="心内科",
-                                         name_en="Cardiology"),
-        endo=Department.objects.create(organisation=org, code="endocrinology", name="内分泌科",
-                                       name_en="Endocrinology"),
-        other_dept=Department.objects.create(organisation=other, code="cardiology",
-                                             name="心内科", name_en="Cardiology"),
+        org=org,
+        other_org=other,
+        cardio=Department.objects.create(
+            organisation=org, code="cardiology", name="心内科", name_en="Cardiology"
+        ),
+        endo=Department.objects.create(
+            organisation=org, code="endocrinology", name="内分泌科", name_en="Endocrinology"
+        ),
+        other_dept=Department.objects.create(
+            organisation=other, code="cardiology", name="心内科", name_en="Cardiology"
+        ),
     )
     _person(w, "admin", Role.ORG_ADMIN, [])
     _person(w, "auditor", Role.AUDITOR, [])
@@ -109,8 +122,10 @@ def api(client: Any, token: Any):  # type: ignore[no-untyped-def]
 
     class As:
         def __init__(self, username: str) -> None:
-            self.headers = {"HTTP_AUTHORIZATION": f"Bearer {token(username)}",
-                            "HTTP_ACCEPT_LANGUAGE": "en"}
+            self.headers = {
+                "HTTP_AUTHORIZATION": f"Bearer {token(username)}",
+                "HTTP_ACCEPT_LANGUAGE": "en",
+            }
 
         def get(self, path: str, **kw: Any) -> Any:
             return client.get(path, **self.headers, **kw)
@@ -135,8 +150,10 @@ def _fast_password_hashing(request: Any, settings: Any) -> None:
     """Argon2 is deliberately slow; tests that are not about passwords use a fast hasher."""
     if "argon2" not in request.keywords:
         # New hashes are fast; hashes made by the real settings (subprocesses) still verify.
-        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
-                                     "django.contrib.auth.hashers.Argon2PasswordHasher"]
+        settings.PASSWORD_HASHERS = [
+            "django.contrib.auth.hashers.MD5PasswordHasher",
+            "django.contrib.auth.hashers.Argon2PasswordHasher",
+        ]
 
 
 @pytest.fixture(autouse=True)

@@ -21,8 +21,9 @@ from django.contrib.auth.hashers import check_password
 from careloop.cli import COMMANDS
 
 CARELOOP = Path(sys.executable).with_name("careloop")
-LOGIN_LINE = re.compile(r"^\s+(\S+)\s+(\S+)\s+(org_admin|auditor|dept_head|doctor|nurse)\s*$",
-                        re.MULTILINE)
+LOGIN_LINE = re.compile(
+    r"^\s+(\S+)\s+(\S+)\s+(org_admin|auditor|dept_head|doctor|nurse)\s*$", re.MULTILINE
+)
 ROLES = {"org_admin", "auditor", "dept_head", "doctor", "nurse"}
 
 
@@ -33,11 +34,17 @@ def cli_env(var_dir: Path) -> dict[str, str]:
     return env
 
 
-def careloop(var_dir: Path, *args: str, check: bool = True, timeout: float = 180
-             ) -> subprocess.CompletedProcess[str]:
+def careloop(
+    var_dir: Path, *args: str, check: bool = True, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
-        [str(CARELOOP), *args], env=cli_env(var_dir), cwd=var_dir, capture_output=True,
-        text=True, timeout=timeout, check=False,
+        [str(CARELOOP), *args],
+        env=cli_env(var_dir),
+        cwd=var_dir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
@@ -111,8 +118,10 @@ def test_demo_is_reproducible_and_prints_fresh_logins(migrated, demo, tmp_path):
 
 def test_some_demo_patients_belong_to_both_departments(demo):
     var_dir, _ = demo
-    shared = query(var_dir, "SELECT patient_id FROM patients_patientdepartment "
-                            "GROUP BY patient_id HAVING COUNT(*) = 2")
+    shared = query(
+        var_dir,
+        "SELECT patient_id FROM patients_patientdepartment GROUP BY patient_id HAVING COUNT(*) = 2",
+    )
     assert 0 < len(shared) < 20
 
 
@@ -137,27 +146,44 @@ def test_audit_verify_on_an_intact_trail(demo):
 
 def test_createstaff(demo):
     var_dir, _ = demo
-    out = careloop(var_dir, "createstaff", "nurse.new", "--org", "demo", "--role", "nurse",
-                   "--department", "cardiology", "--name", "新护士").stdout
+    out = careloop(
+        var_dir,
+        "createstaff",
+        "nurse.new",
+        "--org",
+        "demo",
+        "--role",
+        "nurse",
+        "--department",
+        "cardiology",
+        "--name",
+        "新护士",
+    ).stdout
     username, password = out.split()
     assert username == "nurse.new" and len(password) >= 12
-    (row,) = query(var_dir, "SELECT s.id, s.role, s.display_name, s.password, d.code "
-                            "FROM accounts_staff s JOIN accounts_membership m ON m.staff_id = s.id "
-                            "JOIN accounts_department d ON d.id = m.department_id "
-                            "WHERE s.username = ?", "nurse.new")
+    (row,) = query(
+        var_dir,
+        "SELECT s.id, s.role, s.display_name, s.password, d.code "
+        "FROM accounts_staff s JOIN accounts_membership m ON m.staff_id = s.id "
+        "JOIN accounts_department d ON d.id = m.department_id "
+        "WHERE s.username = ?",
+        "nurse.new",
+    )
     assert row[1:3] == ("nurse", "新护士") and row[4] == "cardiology"
     assert check_password(password, row[3])
 
     twice = careloop(var_dir, "createstaff", "nurse.new", "--org", "demo", check=False)
     assert twice.returncode != 0 and "exists" in twice.stderr
-    weak = careloop(var_dir, "createstaff", "nurse.weak", "--org", "demo", "--password",
-                    "123", check=False)
+    weak = careloop(
+        var_dir, "createstaff", "nurse.weak", "--org", "demo", "--password", "123", check=False
+    )
     assert weak.returncode != 0
     assert not query(var_dir, "SELECT id FROM accounts_staff WHERE username = 'nurse.weak'")
 
     reset = careloop(var_dir, "createstaff", "nurse.new", "--reset-password").stdout.split()[1]
-    (stored,) = query(var_dir, "SELECT password FROM accounts_staff WHERE username = ?",
-                      "nurse.new")[0]
+    (stored,) = query(
+        var_dir, "SELECT password FROM accounts_staff WHERE username = ?", "nurse.new"
+    )[0]
     assert check_password(reset, stored) and not check_password(password, stored)
 
 
@@ -186,8 +212,11 @@ def test_apitoken_works_against_the_running_server(demo):
 
     port = _free_port()
     server = subprocess.Popen(  # noqa: S603
-        [str(CARELOOP), "serve", "--port", str(port)], env=cli_env(var_dir), cwd=var_dir,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [str(CARELOOP), "serve", "--port", str(port)],
+        env=cli_env(var_dir),
+        cwd=var_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -203,9 +232,12 @@ def test_apitoken_works_against_the_running_server(demo):
         status, me = _get(f"{base}/api/me", token)
         assert status == 200 and me["username"] == "nurse.cardiology" and me["role"] == "nurse"
         status, page = _get(f"{base}/api/patients?size=100", token)
-        visible = query(var_dir, "SELECT COUNT(DISTINCT pd.patient_id) FROM "
-                                 "patients_patientdepartment pd JOIN accounts_department d "
-                                 "ON d.id = pd.department_id WHERE d.code = 'cardiology'")[0][0]
+        visible = query(
+            var_dir,
+            "SELECT COUNT(DISTINCT pd.patient_id) FROM "
+            "patients_patientdepartment pd JOIN accounts_department d "
+            "ON d.id = pd.department_id WHERE d.code = 'cardiology'",
+        )[0][0]
         assert status == 200 and page["total"] == visible > 0
         status, error = _get(f"{base}/api/me", token[:-2] + "xx")
         assert status == 401 and error["code"] == "unauthenticated"

@@ -53,14 +53,26 @@ class TestHealth:
 
 def load_settings(tmp_path: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
-    env.update({"DJANGO_SETTINGS_MODULE": "careloop.settings", "CARELOOP_PRODUCTION": "1",
-                "CARELOOP_VAR_DIR": str(tmp_path / "var")})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "careloop.settings",
+            "CARELOOP_PRODUCTION": "1",
+            "CARELOOP_VAR_DIR": str(tmp_path / "var"),
+        }
+    )
     env.update({f"CARELOOP_{k}": v for k, v in env_vars.items()})
-    code = ("import django; django.setup(); from django.conf import settings as s; "
-            "print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)")
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)"
+    )
     return subprocess.run(  # noqa: S603 - the test's own interpreter
-        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-        timeout=60, check=False,
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -68,8 +80,10 @@ KEYS = {"FIELD_KEYS": "f" * 12 + "Qx8Lm2Pz7Rk4Vn9Tb3Wc6Yd1", "INDEX_KEY": "i" * 
 
 
 class TestProductionSecrets:
-    @pytest.mark.parametrize("secret", [None, "", "changeme", "django-insecure", "secret",
-                                        "CareLoop", "short-but-random-7Hq2"])
+    @pytest.mark.parametrize(
+        "secret",
+        [None, "", "changeme", "django-insecure", "secret", "CareLoop", "short-but-random-7Hq2"],
+    )
     def test_weak_or_missing_secret_key_is_refused(self, tmp_path, secret):
         extra = dict(KEYS)
         if secret is not None:

@@ -99,10 +99,11 @@ def _read_mo(path: Path) -> dict[str, str]:
     _revision, count, originals, translations = struct.unpack(order + "4I", data[4:20])
     catalogue = {}
     for i in range(count):
-        olen, ooff = struct.unpack(order + "2I", data[originals + 8 * i:originals + 8 * i + 8])
-        tlen, toff = struct.unpack(order + "2I",
-                                   data[translations + 8 * i:translations + 8 * i + 8])
-        catalogue[data[ooff:ooff + olen].decode()] = data[toff:toff + tlen].decode()
+        olen, ooff = struct.unpack(order + "2I", data[originals + 8 * i : originals + 8 * i + 8])
+        tlen, toff = struct.unpack(
+            order + "2I", data[translations + 8 * i : translations + 8 * i + 8]
+        )
+        catalogue[data[ooff : ooff + olen].decode()] = data[toff : toff + tlen].decode()
     return catalogue
 
 
@@ -161,8 +162,11 @@ class TestCatalogue:
     def test_chinese_translations_are_chinese(self, entries):
         # Names, codes and formats may stay Latin; everything else must contain Chinese.
         latin_ok = {"", "CareLoop", "ECG"}
-        latin = [e["msgid"] for e in entries if e["msgid"] not in latin_ok
-                 and not re.search(r"[\u4e00-\u9fff]", e["msgstr"][0])]
+        latin = [
+            e["msgid"]
+            for e in entries
+            if e["msgid"] not in latin_ok and not re.search(r"[\u4e00-\u9fff]", e["msgstr"][0])
+        ]
         assert latin == []
 
     def test_role_and_frequency_labels_follow_hospital_usage(self, entries):
@@ -192,22 +196,27 @@ class TestCatalogue:
         out = tmp_path / "check.mo"
         result = subprocess.run(  # noqa: S603 - fixed arguments
             ["msgfmt", "--check", "-o", str(out), str(PO)],  # noqa: S607
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         assert _read_mo(out) == _read_mo(MO)
 
     @pytest.mark.skipif(shutil.which("xgettext") is None, reason="gettext is not installed")
-    def test_every_marked_string_in_the_code_is_in_the_catalogue(self, entries, tmp_path,
-                                                                  settings, monkeypatch):
+    def test_every_marked_string_in_the_code_is_in_the_catalogue(
+        self, entries, tmp_path, settings, monkeypatch
+    ):
         """Re-extract from a copy of the package: a new string nobody translated fails here."""
         copy = tmp_path / "careloop"
         shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.mo"))
         settings.LOCALE_PATHS = [copy / "locale"]
         monkeypatch.chdir(copy)
         call_command("makemessages", locale=["zh_Hans"], no_obsolete=True, verbosity=0)
-        extracted = {(e.get("msgctxt"), e["msgid"], e.get("msgid_plural"))
-                     for e in _parse_po(copy / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po")}
+        extracted = {
+            (e.get("msgctxt"), e["msgid"], e.get("msgid_plural"))
+            for e in _parse_po(copy / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po")
+        }
         ours = {(e.get("msgctxt"), e["msgid"], e.get("msgid_plural")) for e in entries}
         hint = "run makemessages -l zh_Hans in src/careloop, translate, then compilemessages"
         assert [e[1] for e in sorted(extracted - ours, key=str)] == [], hint
@@ -257,8 +266,9 @@ class TestPages:
         assert "登录 CareLoop" in client.get(reverse("login")).content.decode()
 
     def test_failed_sign_in_explains_in_chinese(self, client, world):
-        response = client.post(reverse("login"), {"username": "nurse.cardiology",
-                                                  "password": "wrong-password"})
+        response = client.post(
+            reverse("login"), {"username": "nurse.cardiology", "password": "wrong-password"}
+        )
         assert response.status_code == 401
         assert "用户名或密码错误。" in response.content.decode()
 
@@ -275,8 +285,15 @@ class TestPages:
         _switch(client, "en", reverse("patients:list"))
         body = client.get(reverse("patients:list")).content.decode()
         assert "<h1>Patients</h1>" in body
-        for heading in ("Name", "Sex", "Age", "Phone", "Record number", "Register a patient",
-                        "1 patient"):
+        for heading in (
+            "Name",
+            "Sex",
+            "Age",
+            "Phone",
+            "Record number",
+            "Register a patient",
+            "1 patient",
+        ):
             assert heading in body, heading
         assert "Nurse / care coordinator" in body
         assert "登记患者" not in body
@@ -294,13 +311,34 @@ class TestPages:
         _sign_in(client, "nurse.cardiology")
         url = reverse("patients:detail", args=[patient.pk])
         body = client.get(url).content.decode()
-        for text in ("概览", "病史", "用药", "就诊记录", "检查报告", "知情同意", "时间线",
-                     "暂无已知过敏史", "过敏史", "诊断", "生活方式", "编辑基本信息"):
+        for text in (
+            "概览",
+            "病史",
+            "用药",
+            "就诊记录",
+            "检查报告",
+            "知情同意",
+            "时间线",
+            "暂无已知过敏史",
+            "过敏史",
+            "诊断",
+            "生活方式",
+            "编辑基本信息",
+        ):
             assert text in body, text
         _switch(client, "en", url)
         body = client.get(url).content.decode()
-        for text in ("Overview", "History", "Medications", "Visits", "Reports", "Consents",
-                     "Timeline", "No known allergies recorded", "Edit details"):
+        for text in (
+            "Overview",
+            "History",
+            "Medications",
+            "Visits",
+            "Reports",
+            "Consents",
+            "Timeline",
+            "No known allergies recorded",
+            "Edit details",
+        ):
             assert text in body, text
         assert "概览" not in body
 
@@ -314,11 +352,18 @@ class TestPages:
 
     def test_form_errors_are_chinese(self, client, world):
         _sign_in(client, "nurse.cardiology")
-        response = client.post(reverse("patients:create"), {
-            "name": "赵六", "sex": "male", "date_of_birth": "1949-12-31",
-            "national_id": "110105194912310021", "phones": "13900001111",
-            "preferred_language": "zh-hans", "time_zone": "Asia/Shanghai",
-        })
+        response = client.post(
+            reverse("patients:create"),
+            {
+                "name": "赵六",
+                "sex": "male",
+                "date_of_birth": "1949-12-31",
+                "national_id": "110105194912310021",
+                "phones": "13900001111",
+                "preferred_language": "zh-hans",
+                "time_zone": "Asia/Shanghai",
+            },
+        )
         assert response.status_code == 422
         assert "该身份证号校验位不正确，请逐位核对。" in response.content.decode()
 
@@ -357,8 +402,13 @@ class TestApiMessages:
         assert data["message"] == "请修正以下错误。"
 
     def test_form_validation_errors_in_chinese(self, client, world, token):
-        body = {"name": "孙七", "sex": "male", "date_of_birth": "1949-12-31",
-                "national_id": "110105194912310021", "phones": ["13900002222"]}
+        body = {
+            "name": "孙七",
+            "sex": "male",
+            "date_of_birth": "1949-12-31",
+            "national_id": "110105194912310021",
+            "phones": ["13900002222"],
+        }
         response = self._post(client, token("nurse.cardiology"), body, "zh-hans")
         assert response.status_code == 422
         data = response.json()

@@ -10,8 +10,9 @@ from careloop.accounts import services as accounts
 @pytest.mark.argon2
 class TestPasswordStorage:
     def test_new_accounts_are_hashed_with_argon2(self, db):
-        staff = accounts.create_staff(organisation_id=None, username="x", password="Tr1cky-Pass",
-                                      role="nurse")
+        staff = accounts.create_staff(
+            organisation_id=None, username="x", password="Tr1cky-Pass", role="nurse"
+        )
         assert staff.password.startswith("argon2$")
         assert staff.check_password("Tr1cky-Pass")
         assert not staff.check_password("tr1cky-pass")

@@ -40,8 +40,9 @@ api = NinjaAPI(
 )
 
 
-def error(request: HttpRequest, status: int, code: str, message: str,
-          details: Any = None) -> HttpResponse:
+def error(
+    request: HttpRequest, status: int, code: str, message: str, details: Any = None
+) -> HttpResponse:
     return api.create_response(
         request, {"code": code, "message": message, "details": details or {}}, status=status
     )
@@ -91,8 +92,12 @@ def _schema_error(request: HttpRequest, exc: NinjaValidationError) -> HttpRespon
 
 @api.exception_handler(AuthenticationError)
 def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return error(request, 401, "unauthenticated",
-                 _("A valid bearer token is required (careloop apitoken <username>)."))
+    return error(
+        request,
+        401,
+        "unauthenticated",
+        _("A valid bearer token is required (careloop apitoken <username>)."),
+    )
 
 
 @api.exception_handler(RequestDataTooBig)
@@ -104,8 +109,13 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if isinstance(exc.__cause__, ValueError):
         # django-ninja wraps a body that fails to parse (bad JSON, bad UTF-8) in HttpError(400).
-        return error(request, 422, "invalid", _("Please correct the errors below."),
-                     {"__all__": [_("The body is not valid JSON.")]})
+        return error(
+            request,
+            422,
+            "invalid",
+            _("Please correct the errors below."),
+            {"__all__": [_("The body is not valid JSON.")]},
+        )
     return error(request, exc.status_code, "error", str(exc))
 
 

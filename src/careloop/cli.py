@@ -22,8 +22,11 @@ COMMANDS = {
 def usage() -> str:
     lines = ["usage: careloop <command> [options]", "", "commands:"]
     lines += [f"  {name:<12} {text}" for name, text in COMMANDS.items()]
-    lines += ["", "`careloop <command> --help` explains each one.",
-              "`careloop django <command>` reaches any other Django management command."]
+    lines += [
+        "",
+        "`careloop <command> --help` explains each one.",
+        "`careloop django <command>` reaches any other Django management command.",
+    ]
     return "\n".join(lines)
 
 

@@ -32,8 +32,11 @@ from tests.security.scenario import Route, Scene, all_routes, body_of, client_fo
 
 # The blank registration form shows no patient's data, so there is nothing to audit.
 NO_PATIENT_DATA_SHOWN = {"GET patients:create"}
-PATIENT_DATA_ROUTES = [r for r in all_routes() if access.handles_patient_data(r.rule)
-                       and r.id not in NO_PATIENT_DATA_SHOWN]
+PATIENT_DATA_ROUTES = [
+    r
+    for r in all_routes()
+    if access.handles_patient_data(r.rule) and r.id not in NO_PATIENT_DATA_SHOWN
+]
 CLINICIANS = ["doctor.cardiology", "nurse.cardiology", "head.cardiology", "admin"]
 CREATES_PATIENT = {"POST patients:create", "POST /api/patients"}
 
@@ -51,9 +54,15 @@ def first_allowed(route: Route, world: Any) -> str:
 
 def test_the_patient_data_routes_are_found() -> None:
     names = {r.name for r in PATIENT_DATA_ROUTES}
-    assert {"patients:detail", "patients:tab", "patients:report_file", "patients:list",
-            "GET /api/patients/{patient_id}", "GET /api/patients/{patient_id}/timeline",
-            "DELETE /api/patients/{patient_id}/consents/{record_id}"} <= names
+    assert {
+        "patients:detail",
+        "patients:tab",
+        "patients:report_file",
+        "patients:list",
+        "GET /api/patients/{patient_id}",
+        "GET /api/patients/{patient_id}/timeline",
+        "DELETE /api/patients/{patient_id}/consents/{record_id}",
+    } <= names
     assert not {"login", "healthz", "audit:list", "GET /api/me"} & names
     assert NO_PATIENT_DATA_SHOWN <= {r.id for r in all_routes()}
 
@@ -68,8 +77,11 @@ def test_every_patient_data_endpoint_is_audited(route: Route, scene: Scene) -> N
     assert 200 <= response.status_code < 400, (route.id, response.status_code)
 
     # (Signing the test client in writes its own auth.login row, without an address.)
-    mine = list(AuditEvent.objects.filter(id__gt=since, actor_id=user.pk)
-                .exclude(action__startswith="auth."))
+    mine = list(
+        AuditEvent.objects.filter(id__gt=since, actor_id=user.pk).exclude(
+            action__startswith="auth."
+        )
+    )
     assert mine, f"{route.id} wrote no audit record"
     for event in mine:
         assert event.actor == username
@@ -94,8 +106,11 @@ class TestLoginsAreAudited:
         client.post("/login/", {"username": "nobody.here", "password": "guess-2"})
         client.post("/login/", {"username": "nurse.cardiology", "password": PASSWORD})
         client.post("/logout/")
-        rows = list(AuditEvent.objects.filter(action__startswith="auth.").order_by("id")
-                    .values_list("action", "outcome", "actor", "actor_id", "source"))
+        rows = list(
+            AuditEvent.objects.filter(action__startswith="auth.")
+            .order_by("id")
+            .values_list("action", "outcome", "actor", "actor_id", "source")
+        )
         assert rows == [
             ("auth.login", "failure", "nurse.cardiology", None, "10.1.2.3"),
             ("auth.login", "failure", "nobody.here", None, "10.1.2.3"),
@@ -119,16 +134,26 @@ def realistic_day(scene: Scene) -> None:
     for route in all_routes():
         if route.has_patient and route.method == "GET":
             body_of(perform(route, scene, "doctor.cardiology"))
-    body_of(perform(next(r for r in all_routes() if r.id == "GET patients:detail"), scene,
-                    "nurse.endocrinology"))
+    body_of(
+        perform(
+            next(r for r in all_routes() if r.id == "GET patients:detail"),
+            scene,
+            "nurse.endocrinology",
+        )
+    )
     other = patient_services.create_patient(world.actor("nurse.other"), patient_data())
-    patient_services.add_record(world.actor("nurse.other"), other.pk, "allergies",
-                                {"substance": "花粉", "category": "environment",
-                                 "severity": "mild"})
+    patient_services.add_record(
+        world.actor("nurse.other"),
+        other.pk,
+        "allergies",
+        {"substance": "花粉", "category": "environment", "severity": "mild"},
+    )
     for route in all_routes():
-        if route.id in ("POST /api/patients/{patient_id}/merge",
-                        "PATCH /api/patients/{patient_id}/conditions/{record_id}",
-                        "POST patients:record_create[medications]"):
+        if route.id in (
+            "POST /api/patients/{patient_id}/merge",
+            "PATCH /api/patients/{patient_id}/conditions/{record_id}",
+            "POST patients:record_create[medications]",
+        ):
             body_of(perform(route, scene, "doctor.cardiology"))
 
 
@@ -195,11 +220,17 @@ class TestTamperDetection:
             assert text in output, output
         return output
 
-    @pytest.mark.parametrize(("column", "value"), [
-        ("actor", "someone.else"), ("outcome", "success"), ("patient_id", 424242),
-        ("action", "patient.search"), ("source", "10.9.9.9"),
-        ("detail", json.dumps({"via": "api", "reason": "edited"})),
-    ])
+    @pytest.mark.parametrize(
+        ("column", "value"),
+        [
+            ("actor", "someone.else"),
+            ("outcome", "success"),
+            ("patient_id", 424242),
+            ("action", "patient.search"),
+            ("source", "10.9.9.9"),
+            ("detail", json.dumps({"via": "api", "reason": "edited"})),
+        ],
+    )
     def test_an_edited_row_is_named(self, trail: Any, column: str, value: Any) -> None:
         chain, events = trail
         if column == "outcome":  # hiding a refusal
@@ -213,13 +244,26 @@ class TestTamperDetection:
         chain, events = trail
         target, following = events[len(events) // 2], events[len(events) // 2 + 1]
         fields = hashed_fields(
-            chain=target.chain, seq=target.seq, at=target.at, actor_id=target.actor_id,
-            actor="someone.else", organisation_id=target.organisation_id, action=target.action,
-            patient_id=target.patient_id, object_type=target.object_type,
-            object_id=target.object_id, outcome=target.outcome, source=target.source,
-            detail=target.detail)
-        raw("UPDATE audit_auditevent SET actor = %s, hash = %s WHERE id = %s",
-            "someone.else", chain_hash(target.prev_hash, fields), target.pk)
+            chain=target.chain,
+            seq=target.seq,
+            at=target.at,
+            actor_id=target.actor_id,
+            actor="someone.else",
+            organisation_id=target.organisation_id,
+            action=target.action,
+            patient_id=target.patient_id,
+            object_type=target.object_type,
+            object_id=target.object_id,
+            outcome=target.outcome,
+            source=target.source,
+            detail=target.detail,
+        )
+        raw(
+            "UPDATE audit_auditevent SET actor = %s, hash = %s WHERE id = %s",
+            "someone.else",
+            chain_hash(target.prev_hash, fields),
+            target.pk,
+        )
         self._detected(f"{chain} #{following.seq}: link to the previous row is broken")
 
     def test_a_deleted_middle_row_is_detected(self, trail: Any) -> None:
@@ -280,9 +324,12 @@ def two_orgs(scene: Scene) -> dict[str, Any]:
     """Activity in both organisations, and an auditor in each."""
     world = scene.world
     realistic_day(scene)
-    auditor_other = accounts.create_staff(organisation_id=world.other_org.pk,
-                                          username="auditor.other", password=PASSWORD,
-                                          role=Role.AUDITOR)
+    auditor_other = accounts.create_staff(
+        organisation_id=world.other_org.pk,
+        username="auditor.other",
+        password=PASSWORD,
+        role=Role.AUDITOR,
+    )
     other_patient = m.Patient.objects.filter(organisation=world.other_org).first()
     assert other_patient is not None
     return {"scene": scene, "auditor_other": auditor_other, "other_patient": other_patient}
@@ -320,8 +367,9 @@ class TestViewer:
         listed = page_events("auditor")
         assert listed
         assert {e.organisation_id for e in listed} == {world.org.pk}
-        in_org = set(AuditEvent.objects.filter(organisation_id=world.org.pk)
-                     .values_list("pk", flat=True))
+        in_org = set(
+            AuditEvent.objects.filter(organisation_id=world.org.pk).values_list("pk", flat=True)
+        )
         # Everything of the organisation up to the viewer's own search is there.
         assert {e.pk for e in listed} == {pk for pk in in_org if pk <= max(e.pk for e in listed)}
 
@@ -335,8 +383,7 @@ class TestViewer:
         scene = two_orgs["scene"]
         listed = page_events("auditor", patient=scene.patient.pk)
         assert listed and {e.patient_id for e in listed} == {scene.patient.pk}
-        assert {"patient.create", "patient.read", "conditions.update"} <= {e.action
-                                                                           for e in listed}
+        assert {"patient.create", "patient.read", "conditions.update"} <= {e.action for e in listed}
         assert page_events("auditor", patient=two_orgs["other_patient"].pk) == []
 
     def test_filter_by_actor(self, two_orgs: Any) -> None:
@@ -352,8 +399,9 @@ class TestViewer:
         assert exact and {e.action for e in exact} == {"conditions.update"}
         refused = page_events("auditor", outcome="denied")
         assert refused and {e.outcome for e in refused} == {"denied"}
-        assert ("nurse.endocrinology", scene.patient.pk) in {(e.actor, e.patient_id)
-                                                             for e in refused}
+        assert ("nurse.endocrinology", scene.patient.pk) in {
+            (e.actor, e.patient_id) for e in refused
+        }
 
     def test_filter_by_date_range(self, two_orgs: Any) -> None:
         world = two_orgs["scene"].world
@@ -383,14 +431,14 @@ class TestViewer:
     def test_viewing_and_exporting_are_audited(self, two_orgs: Any) -> None:
         page_events("auditor", actor="nurse.cardiology")
         export_rows("auditor")
-        actions = list(AuditEvent.objects.filter(actor="auditor").values_list("action",
-                                                                                flat=True))
+        actions = list(AuditEvent.objects.filter(actor="auditor").values_list("action", flat=True))
         assert "audit.search" in actions and "audit.export" in actions
 
     def test_api_follows_the_same_rules(self, two_orgs: Any, api: Any) -> None:
         scene = two_orgs["scene"]
-        response = api("auditor").get("/api/audit/events",
-                                      data={"patient": scene.patient.pk, "size": 200})
+        response = api("auditor").get(
+            "/api/audit/events", data={"patient": scene.patient.pk, "size": 200}
+        )
         assert response.status_code == 200
         items = response.json()["items"]
         assert items and {i["patient_id"] for i in items} == {scene.patient.pk}

@@ -82,7 +82,8 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
+            executable_path=CHROMIUM,
+            headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         yield chromium
@@ -96,16 +97,21 @@ def new_page(browser: Any, site: str) -> Iterator[Any]:
     problems: list[str] = []  # console errors (a CSP refusal is one) and uncaught exceptions
 
     def open_page(viewport: dict[str, int] | None = None, locale: str = "zh-CN") -> Any:
-        context = browser.new_context(viewport=viewport or DESKTOP, locale=locale,
-                                      base_url=site)
+        context = browser.new_context(viewport=viewport or DESKTOP, locale=locale, base_url=site)
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = context.new_page()
         page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         # Pages may answer 404 or 422 on purpose; a stylesheet or script never may.
-        page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
-                if r.status >= 400 and "/static/" in r.url else None)
+        page.on(
+            "response",
+            lambda r: (
+                problems.append(f"{r.status} {r.url}")
+                if r.status >= 400 and "/static/" in r.url
+                else None
+            ),
+        )
         return page
 
     yield open_page
@@ -148,35 +154,108 @@ def rich_patient(site: str, world: Any, make_patient: Any) -> Any:
     """A cardiology patient with something in every part of the record and a care team."""
     nurse = world.actor("nurse.cardiology")
     today = utc_now().date()
-    patient = make_patient(name="王建国", sex="male", date_of_birth="1956-03-14",
-                           phones=["13812345678", "01065551234"], record_number="MRN-0042")
-    team = CareTeam.objects.create(department=world.cardio, name="高血压随访组",
-                                   responsible_doctor=world.staff["doctor.cardiology"])
+    patient = make_patient(
+        name="王建国",
+        sex="male",
+        date_of_birth="1956-03-14",
+        phones=["13812345678", "01065551234"],
+        record_number="MRN-0042",
+    )
+    team = CareTeam.objects.create(
+        department=world.cardio,
+        name="高血压随访组",
+        responsible_doctor=world.staff["doctor.cardiology"],
+    )
     m.PatientDepartment.objects.filter(patient=patient).update(care_team=team)
     add = patient_services.add_record
-    add(nurse, patient.pk, "conditions", {"icd10_code": "I10", "status": "active",
-                                          "onset_date": "2015-06-01"})
-    add(nurse, patient.pk, "conditions", {"icd10_code": "E11.9", "status": "active",
-                                          "onset_date": "2019-09-01"})
-    add(nurse, patient.pk, "allergies", {"substance": "青霉素", "category": "medication",
-                                         "reaction": "皮疹", "severity": "severe"})
-    add(nurse, patient.pk, "lifestyle", {"recorded_on": today.isoformat(), "smoking": "former",
-                                         "alcohol": "occasional", "exercise": "light"})
-    add(nurse, patient.pk, "history", {"kind": "family", "description": "高血压",
-                                       "relation": "父亲"})
-    add(nurse, patient.pk, "caregivers", {"name": "王丽", "relation": "女儿",
-                                          "phone": "13900001111",
-                                          "is_emergency_contact": "on"})
-    add(nurse, patient.pk, "medications", {
-        "name": "氨氯地平片", "dose": "5", "unit": "mg", "route": "po", "frequency": "qd",
-        "start_date": (today - timedelta(days=90)).isoformat(), "status": "active",
-        "prescriber": "doctor.cardiology"})
-    add(nurse, patient.pk, "visits", {
-        "kind": "outpatient", "department": str(world.cardio.pk), "attending": "李医生",
-        "diagnoses": "原发性高血压", "admitted_on": (today - timedelta(days=30)).isoformat()})
-    add(nurse, patient.pk, "reports", {"kind": "lab", "title": "血脂四项",
-                                       "reported_on": (today - timedelta(days=29)).isoformat()})
-    add(nurse, patient.pk, "consents", {"purpose": "care_reminders", "channel": "sms",
-                                        "granted": "on", "decided_on": today.isoformat(),
-                                        "source": "paper"})
+    add(
+        nurse,
+        patient.pk,
+        "conditions",
+        {"icd10_code": "I10", "status": "active", "onset_date": "2015-06-01"},
+    )
+    add(
+        nurse,
+        patient.pk,
+        "conditions",
+        {"icd10_code": "E11.9", "status": "active", "onset_date": "2019-09-01"},
+    )
+    add(
+        nurse,
+        patient.pk,
+        "allergies",
+        {"substance": "青霉素", "category": "medication", "reaction": "皮疹", "severity": "severe"},
+    )
+    add(
+        nurse,
+        patient.pk,
+        "lifestyle",
+        {
+            "recorded_on": today.isoformat(),
+            "smoking": "former",
+            "alcohol": "occasional",
+            "exercise": "light",
+        },
+    )
+    add(
+        nurse,
+        patient.pk,
+        "history",
+        {"kind": "family", "description": "高血压", "relation": "父亲"},
+    )
+    add(
+        nurse,
+        patient.pk,
+        "caregivers",
+        {"name": "王丽", "relation": "女儿", "phone": "13900001111", "is_emergency_contact": "on"},
+    )
+    add(
+        nurse,
+        patient.pk,
+        "medications",
+        {
+            "name": "氨氯地平片",
+            "dose": "5",
+            "unit": "mg",
+            "route": "po",
+            "frequency": "qd",
+            "start_date": (today - timedelta(days=90)).isoformat(),
+            "status": "active",
+            "prescriber": "doctor.cardiology",
+        },
+    )
+    add(
+        nurse,
+        patient.pk,
+        "visits",
+        {
+            "kind": "outpatient",
+            "department": str(world.cardio.pk),
+            "attending": "李医生",
+            "diagnoses": "原发性高血压",
+            "admitted_on": (today - timedelta(days=30)).isoformat(),
+        },
+    )
+    add(
+        nurse,
+        patient.pk,
+        "reports",
+        {
+            "kind": "lab",
+            "title": "血脂四项",
+            "reported_on": (today - timedelta(days=29)).isoformat(),
+        },
+    )
+    add(
+        nurse,
+        patient.pk,
+        "consents",
+        {
+            "purpose": "care_reminders",
+            "channel": "sms",
+            "granted": "on",
+            "decided_on": today.isoformat(),
+            "source": "paper",
+        },
+    )
     return patient

@@ -23,13 +23,18 @@ class Shot:
 
 
 def _overflow(page: Any) -> int:
-    return int(page.evaluate(
-        "() => Math.max(0, document.documentElement.scrollWidth - window.innerWidth)"
-    ))
+    return int(
+        page.evaluate("() => Math.max(0, document.documentElement.scrollWidth - window.innerWidth)")
+    )
 
 
-def capture(new_context: Callable[[], Any], login: Callable[[Any, str], None],
-            patient_id: int, size_name: str, out_dir: Path) -> list[Shot]:
+def capture(
+    new_context: Callable[[], Any],
+    login: Callable[[Any, str], None],
+    patient_id: int,
+    size_name: str,
+    out_dir: Path,
+) -> list[Shot]:
     """Visit every page worth looking at in one browser context per role; return the shots."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shots: list[Shot] = []
@@ -39,8 +44,9 @@ def capture(new_context: Callable[[], Any], login: Callable[[Any, str], None],
         path = out_dir / f"{size_name}-{name}.png"
         height = min(MAX_HEIGHT, int(page.evaluate("document.documentElement.scrollHeight")))
         width = int(page.evaluate("document.documentElement.scrollWidth"))
-        page.screenshot(path=str(path), full_page=True,
-                        clip={"x": 0, "y": 0, "width": width, "height": height})
+        page.screenshot(
+            path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": height}
+        )
         shots.append(Shot(name, path, _overflow(page)))
 
     page = new_context()

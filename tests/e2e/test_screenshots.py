@@ -13,10 +13,16 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize(("size_name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
-def test_screenshots_and_no_sideways_scrolling(new_page: Any, rich_patient: Any, size_name: str,
-                                                viewport: dict[str, int]) -> None:
-    shots = screenshots.capture(lambda: new_page(viewport=viewport), login, rich_patient.pk,
-                                size_name, ARTIFACTS / "screenshots")
+def test_screenshots_and_no_sideways_scrolling(
+    new_page: Any, rich_patient: Any, size_name: str, viewport: dict[str, int]
+) -> None:
+    shots = screenshots.capture(
+        lambda: new_page(viewport=viewport),
+        login,
+        rich_patient.pk,
+        size_name,
+        ARTIFACTS / "screenshots",
+    )
     assert len(shots) == 19
     for shot in shots:
         assert shot.path.stat().st_size > 5_000, f"{shot.name} looks blank"

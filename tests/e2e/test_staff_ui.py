@@ -83,8 +83,9 @@ class TestSearch:
 
 
 class TestPatient360:
-    def test_header_banner_care_team_and_every_tab(self, page: Any, sign_in: Any,
-                                                   rich_patient: Any) -> None:
+    def test_header_banner_care_team_and_every_tab(
+        self, page: Any, sign_in: Any, rich_patient: Any
+    ) -> None:
         sign_in(page, "nurse.cardiology")
         page.goto(f"/patients/{rich_patient.pk}/")
         header = page.locator("[data-testid=patient-header]")
@@ -163,8 +164,9 @@ class TestAllergies:
         row.refresh_from_db()
         assert (row.substance, row.version) == ("头孢菌素", 2)
 
-    def test_add_one_then_remove_another_after_confirming(self, page: Any, sign_in: Any,
-                                                          rich_patient: Any) -> None:
+    def test_add_one_then_remove_another_after_confirming(
+        self, page: Any, sign_in: Any, rich_patient: Any
+    ) -> None:
         sign_in(page, "nurse.cardiology")
         page.goto(f"/patients/{rich_patient.pk}/")
         page.locator("[data-testid=add-allergies]").click()
@@ -234,9 +236,13 @@ class TestScope:
     ) -> None:
         hidden = make_patient("nurse.endocrinology", name="欧阳秘密", phones=["13655550000"])
         sign_in(page, "nurse.cardiology")
-        for path in (f"/patients/{hidden.pk}/", f"/patients/{hidden.pk}/?tab=timeline",
-                     f"/patients/{hidden.pk}/tab/history/", f"/patients/{hidden.pk}/edit/",
-                     f"/patients/{hidden.pk}/allergies/new/"):
+        for path in (
+            f"/patients/{hidden.pk}/",
+            f"/patients/{hidden.pk}/?tab=timeline",
+            f"/patients/{hidden.pk}/tab/history/",
+            f"/patients/{hidden.pk}/edit/",
+            f"/patients/{hidden.pk}/allergies/new/",
+        ):
             response = page.goto(path)
             assert response.status == 404, path
             expect(page.locator("[data-testid=error-page] h1")).to_contain_text("未找到")

@@ -42,17 +42,26 @@ def years_ago(years: int, days: int = 0) -> date:
 
 
 def counts() -> tuple[int, int, int, int]:
-    return (m.Patient.objects.count(), m.PatientPhone.objects.count(),
-            m.PatientDepartment.objects.count(), m.RecordVersion.objects.count())
+    return (
+        m.Patient.objects.count(),
+        m.PatientPhone.objects.count(),
+        m.PatientDepartment.objects.count(),
+        m.RecordVersion.objects.count(),
+    )
 
 
 def depts_of(patient: m.Patient) -> set[int]:
-    return set(m.PatientDepartment.objects.filter(patient=patient)
-               .values_list("department_id", flat=True))
+    return set(
+        m.PatientDepartment.objects.filter(patient=patient).values_list("department_id", flat=True)
+    )
 
 
-CONDITION = {"icd10_code": "I10", "display": "原发性高血压", "status": "active",
-             "onset_date": "2020-03-01"}
+CONDITION = {
+    "icd10_code": "I10",
+    "display": "原发性高血压",
+    "status": "active",
+    "onset_date": "2020-03-01",
+}
 
 
 # --- registering a patient --------------------------------------------------------------------
@@ -61,14 +70,23 @@ CONDITION = {"icd10_code": "I10", "display": "原发性高血压", "status": "ac
 class TestCreate:
     def test_everything_entered_is_saved(self, world):
         nurse = world.actor("nurse.cardiology")
-        p = services.create_patient(nurse, patient_data(
-            name="  王  秀英 ", sex="female", date_of_birth="1949-12-31",
-            national_id=VALID_ID.lower(),
-            record_number="MZ0001", phones=["+86 139 1111 2222", "010-87654321"],
-            address="北京市朝阳区人民路1号", preferred_language="en", time_zone="Asia/Urumqi",
-            preferred_channels=["wechat", "sms"], contact_window_start="09:00",
-            contact_window_end="20:00",
-        ))
+        p = services.create_patient(
+            nurse,
+            patient_data(
+                name="  王  秀英 ",
+                sex="female",
+                date_of_birth="1949-12-31",
+                national_id=VALID_ID.lower(),
+                record_number="MZ0001",
+                phones=["+86 139 1111 2222", "010-87654321"],
+                address="北京市朝阳区人民路1号",
+                preferred_language="en",
+                time_zone="Asia/Urumqi",
+                preferred_channels=["wechat", "sms"],
+                contact_window_start="09:00",
+                contact_window_end="20:00",
+            ),
+        )
         p = m.Patient.objects.get(pk=p.pk)
         assert p.name == "王 秀英"
         assert p.sex == "female"
@@ -89,15 +107,17 @@ class TestCreate:
         assert depts_of(make_patient("doctor.endocrinology")) == {world.endo.pk}
 
     def test_org_admin_may_choose_any_department(self, world):
-        p = services.create_patient(world.actor("admin"), patient_data(),
-                                    department_id=world.endo.pk)
+        p = services.create_patient(
+            world.actor("admin"), patient_data(), department_id=world.endo.pk
+        )
         assert depts_of(p) == {world.endo.pk}
 
     def test_nurse_cannot_register_into_another_department(self, world):
         before = counts()
         with pytest.raises(ValidationFailed) as exc:
-            services.create_patient(world.actor("nurse.cardiology"), patient_data(),
-                                    department_id=world.endo.pk)
+            services.create_patient(
+                world.actor("nurse.cardiology"), patient_data(), department_id=world.endo.pk
+            )
         assert "department" in exc.value.details
         assert counts() == before
 
@@ -107,11 +127,19 @@ class TestCreate:
         assert m.Patient.objects.count() == 0
 
     def test_creation_is_versioned_without_plaintext_identifiers(self, world, make_patient):
-        p = make_patient(national_id=VALID_ID, sex="female", date_of_birth="1949-12-31",
-                         phones=["13955556666"], address="上海市徐汇区")
+        p = make_patient(
+            national_id=VALID_ID,
+            sex="female",
+            date_of_birth="1949-12-31",
+            phones=["13955556666"],
+            address="上海市徐汇区",
+        )
         row = m.RecordVersion.objects.get(kind="patient", object_id=p.pk)
-        assert (row.version, row.change, row.actor_id) == (1, "create",
-                                                           world.staff["nurse.cardiology"].pk)
+        assert (row.version, row.change, row.actor_id) == (
+            1,
+            "create",
+            world.staff["nurse.cardiology"].pk,
+        )
         text = str(row.snapshot)
         assert row.snapshot["name"] == p.name
         for secret in (VALID_ID, "13955556666", "上海市徐汇区"):
@@ -121,29 +149,36 @@ class TestCreate:
 FUTURE = (TODAY + timedelta(days=3)).isoformat()
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"date_of_birth": "1960-13-01"}, "date_of_birth"),
-    ({"date_of_birth": "not a date"}, "date_of_birth"),
-    ({"date_of_birth": FUTURE}, "date_of_birth"),
-    ({"date_of_birth": "1850-01-01"}, "date_of_birth"),
-    ({"national_id": "110105194912310021", "date_of_birth": "1949-12-31", "sex": "female"},
-     "national_id"),
-    ({"national_id": "1101051949123100", "date_of_birth": "1949-12-31"}, "national_id"),
-    ({"national_id": VALID_ID, "date_of_birth": "1950-01-01", "sex": "female"}, "national_id"),
-    ({"national_id": VALID_ID, "date_of_birth": "1949-12-31", "sex": "male"}, "national_id"),
-    ({"phones": ["12345"]}, "phones"),
-    ({"phones": []}, "phones"),
-    ({"phones": ["13911110001", "13911110002", "13911110003", "13911110004", "13911110005"]},
-     "phones"),
-    ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
-    ({"name": "   "}, "name"),
-    ({"sex": "robot"}, "sex"),
-    ({"preferred_channels": ["carrier_pigeon"]}, "preferred_channels"),
-    ({"contact_window_start": "09:00"}, "contact_window_end"),
-    ({"quiet_hours_end": "07:00"}, "quiet_hours_start"),
-    ({"deceased_on": "1950-01-01"}, "deceased_on"),
-    ({"deceased_on": FUTURE}, "deceased_on"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"date_of_birth": "1960-13-01"}, "date_of_birth"),
+        ({"date_of_birth": "not a date"}, "date_of_birth"),
+        ({"date_of_birth": FUTURE}, "date_of_birth"),
+        ({"date_of_birth": "1850-01-01"}, "date_of_birth"),
+        (
+            {"national_id": "110105194912310021", "date_of_birth": "1949-12-31", "sex": "female"},
+            "national_id",
+        ),
+        ({"national_id": "1101051949123100", "date_of_birth": "1949-12-31"}, "national_id"),
+        ({"national_id": VALID_ID, "date_of_birth": "1950-01-01", "sex": "female"}, "national_id"),
+        ({"national_id": VALID_ID, "date_of_birth": "1949-12-31", "sex": "male"}, "national_id"),
+        ({"phones": ["12345"]}, "phones"),
+        ({"phones": []}, "phones"),
+        (
+            {"phones": ["13911110001", "13911110002", "13911110003", "13911110004", "13911110005"]},
+            "phones",
+        ),
+        ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
+        ({"name": "   "}, "name"),
+        ({"sex": "robot"}, "sex"),
+        ({"preferred_channels": ["carrier_pigeon"]}, "preferred_channels"),
+        ({"contact_window_start": "09:00"}, "contact_window_end"),
+        ({"quiet_hours_end": "07:00"}, "quiet_hours_start"),
+        ({"deceased_on": "1950-01-01"}, "deceased_on"),
+        ({"deceased_on": FUTURE}, "deceased_on"),
+    ],
+)
 def test_invalid_patient_is_refused_field_by_field_and_nothing_is_saved(world, overrides, field):
     before = counts()
     with pytest.raises(ValidationFailed) as exc:
@@ -158,30 +193,89 @@ def test_invalid_patient_is_refused_field_by_field_and_nothing_is_saved(world, o
 
 
 class TestRecordValidation:
-    @pytest.mark.parametrize(("kind", "data", "field"), [
-        ("conditions", {**CONDITION, "icd10_code": "Q99.9"}, "icd10_code"),
-        ("conditions", {**CONDITION, "icd10_code": "hypertension"}, "icd10_code"),
-        ("conditions", {**CONDITION, "snomed_code": "38341004"}, "snomed_code"),
-        ("conditions", {**CONDITION, "onset_date": FUTURE}, "onset_date"),
-        ("medications", {"name": "氨氯地平片", "dose": "5", "unit": "mg", "route": "po",
-                         "frequency": "qd", "start_date": "2024-05-01", "end_date": "2024-04-01",
-                         "status": "active"}, "end_date"),
-        ("medications", {"name": "氨氯地平片", "dose": "0", "unit": "mg", "route": "po",
-                         "frequency": "qd", "status": "active"}, "dose"),
-        ("medications", {"name": "氨氯地平片", "dose": "5", "unit": "mg", "route": "po",
-                         "frequency": "hourly", "status": "active"}, "frequency"),
-        ("history", {"kind": "family", "description": "高血压"}, "relation"),
-        ("history", {"kind": "past", "description": "阑尾炎", "year": 1850}, "year"),
-        ("lifestyle", {"recorded_on": "2025-01-01", "smoking": "never", "alcohol": "none",
-                       "exercise": "light", "sleep_hours": "30"}, "sleep_hours"),
-        ("caregivers", {"name": "王小明", "relation": "儿子", "phone": "12345"}, "phone"),
-        ("reports", {"kind": "lab", "title": "血常规", "reported_on": "2025-01-01",
-                     "results": [{"value": 5}]}, "results"),
-        ("consents", {"purpose": "care_reminders", "channel": "sms", "granted": True,
-                      "decided_on": "2025-01-01", "source": "telepathy"}, "source"),
-    ])
-    def test_invalid_row_is_refused_and_nothing_saved(self, world, make_patient, kind, data,
-                                                      field):
+    @pytest.mark.parametrize(
+        ("kind", "data", "field"),
+        [
+            ("conditions", {**CONDITION, "icd10_code": "Q99.9"}, "icd10_code"),
+            ("conditions", {**CONDITION, "icd10_code": "hypertension"}, "icd10_code"),
+            ("conditions", {**CONDITION, "snomed_code": "38341004"}, "snomed_code"),
+            ("conditions", {**CONDITION, "onset_date": FUTURE}, "onset_date"),
+            (
+                "medications",
+                {
+                    "name": "氨氯地平片",
+                    "dose": "5",
+                    "unit": "mg",
+                    "route": "po",
+                    "frequency": "qd",
+                    "start_date": "2024-05-01",
+                    "end_date": "2024-04-01",
+                    "status": "active",
+                },
+                "end_date",
+            ),
+            (
+                "medications",
+                {
+                    "name": "氨氯地平片",
+                    "dose": "0",
+                    "unit": "mg",
+                    "route": "po",
+                    "frequency": "qd",
+                    "status": "active",
+                },
+                "dose",
+            ),
+            (
+                "medications",
+                {
+                    "name": "氨氯地平片",
+                    "dose": "5",
+                    "unit": "mg",
+                    "route": "po",
+                    "frequency": "hourly",
+                    "status": "active",
+                },
+                "frequency",
+            ),
+            ("history", {"kind": "family", "description": "高血压"}, "relation"),
+            ("history", {"kind": "past", "description": "阑尾炎", "year": 1850}, "year"),
+            (
+                "lifestyle",
+                {
+                    "recorded_on": "2025-01-01",
+                    "smoking": "never",
+                    "alcohol": "none",
+                    "exercise": "light",
+                    "sleep_hours": "30",
+                },
+                "sleep_hours",
+            ),
+            ("caregivers", {"name": "王小明", "relation": "儿子", "phone": "12345"}, "phone"),
+            (
+                "reports",
+                {
+                    "kind": "lab",
+                    "title": "血常规",
+                    "reported_on": "2025-01-01",
+                    "results": [{"value": 5}],
+                },
+                "results",
+            ),
+            (
+                "consents",
+                {
+                    "purpose": "care_reminders",
+                    "channel": "sms",
+                    "granted": True,
+                    "decided_on": "2025-01-01",
+                    "source": "telepathy",
+                },
+                "source",
+            ),
+        ],
+    )
+    def test_invalid_row_is_refused_and_nothing_saved(self, world, make_patient, kind, data, field):
         p = make_patient()
         model = selectors.kind_of(kind).model
         versions = m.RecordVersion.objects.count()
@@ -194,35 +288,65 @@ class TestRecordValidation:
     def test_visit_discharge_before_admission_is_refused(self, world, make_patient):
         p = make_patient()
         with pytest.raises(ValidationFailed) as exc:
-            services.add_record(world.actor("doctor.cardiology"), p.pk, "visits", {
-                "kind": "inpatient", "department": world.cardio.pk,
-                "admitted_on": "2025-01-10", "discharged_on": "2025-01-05"})
+            services.add_record(
+                world.actor("doctor.cardiology"),
+                p.pk,
+                "visits",
+                {
+                    "kind": "inpatient",
+                    "department": world.cardio.pk,
+                    "admitted_on": "2025-01-10",
+                    "discharged_on": "2025-01-05",
+                },
+            )
         assert "discharged_on" in exc.value.details
 
     def test_visit_cannot_name_another_organisations_department(self, world, make_patient):
         p = make_patient()
         with pytest.raises(ValidationFailed) as exc:
-            services.add_record(world.actor("doctor.cardiology"), p.pk, "visits", {
-                "kind": "outpatient", "department": world.other_dept.pk,
-                "admitted_on": "2025-01-10"})
+            services.add_record(
+                world.actor("doctor.cardiology"),
+                p.pk,
+                "visits",
+                {
+                    "kind": "outpatient",
+                    "department": world.other_dept.pk,
+                    "admitted_on": "2025-01-10",
+                },
+            )
         assert "department" in exc.value.details
 
-    def test_national_extension_icd10_code_is_accepted_and_display_filled(self, world,
-                                                                          make_patient):
+    def test_national_extension_icd10_code_is_accepted_and_display_filled(
+        self, world, make_patient
+    ):
         p = make_patient()
-        row = services.add_record(world.actor("doctor.cardiology"), p.pk, "conditions",
-                                  {"icd10_code": "i10.X00X002", "status": "active"})
+        row = services.add_record(
+            world.actor("doctor.cardiology"),
+            p.pk,
+            "conditions",
+            {"icd10_code": "i10.X00X002", "status": "active"},
+        )
         row.refresh_from_db()
         assert row.icd10_code == "I10.x00x002"
         assert "高血压" in row.display
         assert row.created_by == world.staff["doctor.cardiology"]
 
-    def test_nurse_may_record_consent_and_admin_may_not_write_clinical_rows(self, world,
-                                                                           make_patient):
+    def test_nurse_may_record_consent_and_admin_may_not_write_clinical_rows(
+        self, world, make_patient
+    ):
         p = make_patient()
-        services.add_record(world.actor("nurse.cardiology"), p.pk, "consents", {
-            "purpose": "care_reminders", "channel": "sms", "granted": True,
-            "decided_on": TODAY.isoformat(), "source": "paper"})
+        services.add_record(
+            world.actor("nurse.cardiology"),
+            p.pk,
+            "consents",
+            {
+                "purpose": "care_reminders",
+                "channel": "sms",
+                "granted": True,
+                "decided_on": TODAY.isoformat(),
+                "source": "paper",
+            },
+        )
         with pytest.raises(Forbidden):
             services.add_record(world.actor("admin"), p.pk, "conditions", CONDITION)
         assert m.Condition.objects.count() == 0
@@ -233,8 +357,10 @@ class TestRecordValidation:
 
 class TestDuplicates:
     def _with_id(self, world, username="nurse.cardiology", **extra):
-        return services.create_patient(world.actor(username), patient_data(
-            national_id=VALID_ID, date_of_birth="1949-12-31", sex="female", **extra))
+        return services.create_patient(
+            world.actor(username),
+            patient_data(national_id=VALID_ID, date_of_birth="1949-12-31", sex="female", **extra),
+        )
 
     def test_same_id_number_is_refused(self, world):
         first = self._with_id(world)
@@ -257,17 +383,20 @@ class TestDuplicates:
     def test_same_id_even_when_confirmed_is_refused(self, world):
         self._with_id(world)
         with pytest.raises(DuplicatePatient):
-            services.create_patient(world.actor("nurse.cardiology"), patient_data(
-                national_id=VALID_ID, date_of_birth="1949-12-31", sex="female"),
-                allow_duplicate=True)
+            services.create_patient(
+                world.actor("nurse.cardiology"),
+                patient_data(national_id=VALID_ID, date_of_birth="1949-12-31", sex="female"),
+                allow_duplicate=True,
+            )
         assert m.Patient.objects.count() == 1
 
     def test_link_existing_adds_the_department_to_the_same_record(self, world):
         first = self._with_id(world)
         linked = services.create_patient(
-                world.actor("nurse.endocrinology"),
-                patient_data(national_id=VALID_ID, date_of_birth="1949-12-31", sex="female"),
-                link_existing=True)
+            world.actor("nurse.endocrinology"),
+            patient_data(national_id=VALID_ID, date_of_birth="1949-12-31", sex="female"),
+            link_existing=True,
+        )
         assert linked.pk == first.pk
         assert m.Patient.objects.count() == 1
         assert depts_of(first) == {world.cardio.pk, world.endo.pk}
@@ -284,22 +413,25 @@ class TestDuplicates:
         data = patient_data(name="赵六", date_of_birth="1970-02-02", phones=["13977778888"])
         first = services.create_patient(world.actor("nurse.cardiology"), data)
         with pytest.raises(DuplicatePatient) as exc:
-            services.create_patient(world.actor("nurse.cardiology"),
-                                    {**data, "phones": ["+86 139 7777 8888"]})
+            services.create_patient(
+                world.actor("nurse.cardiology"), {**data, "phones": ["+86 139 7777 8888"]}
+            )
         assert exc.value.details["match"] == "name_dob_phone"
         assert exc.value.details["can_confirm"] is True
         assert exc.value.details["existing_id"] == first.pk
         assert m.Patient.objects.count() == 1
-        second = services.create_patient(world.actor("nurse.cardiology"), data,
-                                         allow_duplicate=True)
+        second = services.create_patient(
+            world.actor("nurse.cardiology"), data, allow_duplicate=True
+        )
         assert second.pk != first.pk
         assert m.Patient.objects.count() == 2
 
     def test_same_name_and_birth_date_with_another_phone_is_not_a_duplicate(self, world):
         data = patient_data(name="赵六", date_of_birth="1970-02-02", phones=["13977778888"])
         services.create_patient(world.actor("nurse.cardiology"), data)
-        services.create_patient(world.actor("nurse.cardiology"),
-                                {**data, "phones": ["13900001234"]})
+        services.create_patient(
+            world.actor("nurse.cardiology"), {**data, "phones": ["13900001234"]}
+        )
         assert m.Patient.objects.count() == 2
 
 
@@ -309,8 +441,9 @@ class TestDuplicates:
 class TestUpdate:
     def test_update_changes_only_what_was_sent(self, world, make_patient):
         p = make_patient(address="旧地址", phones=["13911112222", "13933334444"])
-        updated = services.update_patient(world.actor("doctor.cardiology"), p.pk,
-                                          {"address": "新地址"}, expected=1)
+        updated = services.update_patient(
+            world.actor("doctor.cardiology"), p.pk, {"address": "新地址"}, expected=1
+        )
         fresh = m.Patient.objects.get(pk=p.pk)
         assert fresh.address == "新地址"
         assert fresh.name == p.name and fresh.date_of_birth == p.date_of_birth
@@ -323,23 +456,34 @@ class TestUpdate:
         p = make_patient()
         services.update_patient(world.actor("nurse.cardiology"), p.pk, {"name": "改名一"}, 1)
         services.update_patient(world.actor("doctor.cardiology"), p.pk, {"name": "改名二"}, "2")
-        rows = list(m.RecordVersion.objects.filter(kind="patient", object_id=p.pk)
-                    .order_by("version").values_list("version", "change", "actor__username"))
-        assert rows == [(1, "create", "nurse.cardiology"), (2, "update", "nurse.cardiology"),
-                        (3, "update", "doctor.cardiology")]
-        names = [v.snapshot["name"] for v in m.RecordVersion.objects.filter(object_id=p.pk,
-                                                                            kind="patient")
-                 .order_by("version")]
+        rows = list(
+            m.RecordVersion.objects.filter(kind="patient", object_id=p.pk)
+            .order_by("version")
+            .values_list("version", "change", "actor__username")
+        )
+        assert rows == [
+            (1, "create", "nurse.cardiology"),
+            (2, "update", "nurse.cardiology"),
+            (3, "update", "doctor.cardiology"),
+        ]
+        names = [
+            v.snapshot["name"]
+            for v in m.RecordVersion.objects.filter(object_id=p.pk, kind="patient").order_by(
+                "version"
+            )
+        ]
         assert names == [p.name, "改名一", "改名二"]
 
-    def test_stale_version_is_refused_with_what_changed_and_nothing_is_lost(self, world,
-                                                                           make_patient):
+    def test_stale_version_is_refused_with_what_changed_and_nothing_is_lost(
+        self, world, make_patient
+    ):
         p = make_patient(name="原名", phones=["13911112222"])
         # Two staff open version 1; the nurse saves first.
         services.update_patient(world.actor("nurse.cardiology"), p.pk, {"name": "新名"}, 1)
         with pytest.raises(StaleVersion) as exc:
-            services.update_patient(world.actor("doctor.cardiology"), p.pk,
-                                    {"phones": ["13955556666"]}, 1)
+            services.update_patient(
+                world.actor("doctor.cardiology"), p.pk, {"phones": ["13955556666"]}, 1
+            )
         err = exc.value
         assert (err.status, err.code) == (409, "stale_version")
         assert err.details["your_version"] == 1 and err.details["current_version"] == 2
@@ -350,8 +494,9 @@ class TestUpdate:
         assert fresh.name == "新名" and fresh.version == 2
         assert [ph.number for ph in fresh.phones.all()] == ["13911112222"]
         # Having reviewed, the doctor re-applies on the current version: both changes survive.
-        services.update_patient(world.actor("doctor.cardiology"), p.pk,
-                                {"phones": ["13955556666"]}, 2)
+        services.update_patient(
+            world.actor("doctor.cardiology"), p.pk, {"phones": ["13955556666"]}, 2
+        )
         fresh = m.Patient.objects.get(pk=p.pk)
         assert fresh.name == "新名"
         assert [ph.number for ph in fresh.phones.all()] == ["13955556666"]
@@ -360,16 +505,16 @@ class TestUpdate:
     def test_version_is_required(self, world, make_patient, version):
         p = make_patient()
         with pytest.raises(ValidationFailed) as exc:
-            services.update_patient(world.actor("nurse.cardiology"), p.pk, {"name": "x"},
-                                    version)
+            services.update_patient(world.actor("nurse.cardiology"), p.pk, {"name": "x"}, version)
         assert "version" in exc.value.details
         assert m.Patient.objects.get(pk=p.pk).version == 1
 
     def test_invalid_change_leaves_the_record_untouched(self, world, make_patient):
         p = make_patient(phones=["13911112222"])
         with pytest.raises(ValidationFailed) as exc:
-            services.update_patient(world.actor("nurse.cardiology"), p.pk,
-                                    {"phones": ["999"], "name": "不该保存"}, 1)
+            services.update_patient(
+                world.actor("nurse.cardiology"), p.pk, {"phones": ["999"], "name": "不该保存"}, 1
+            )
         assert "phones" in exc.value.details
         fresh = m.Patient.objects.get(pk=p.pk)
         assert (fresh.name, fresh.version) == (p.name, 1)
@@ -389,8 +534,14 @@ class TestRecordRows:
         row = services.add_record(doctor, p.pk, "conditions", CONDITION)
         services.update_record(doctor, p.pk, "conditions", row.pk, {"status": "remission"}, 1)
         with pytest.raises(StaleVersion) as exc:
-            services.update_record(world.actor("nurse.cardiology"), p.pk, "conditions", row.pk,
-                                   {"note": "血压控制良好"}, 1)
+            services.update_record(
+                world.actor("nurse.cardiology"),
+                p.pk,
+                "conditions",
+                row.pk,
+                {"note": "血压控制良好"},
+                1,
+            )
         assert exc.value.details["changed"]["status"] == {"was": "active", "now": "remission"}
         row.refresh_from_db()
         assert (row.status, row.note, row.version) == ("remission", "", 2)
@@ -414,8 +565,11 @@ class TestRecordRows:
         assert kept.updated_by == world.staff["doctor.cardiology"]
         _, with_deleted = selectors.list_records(doctor, p.pk, "conditions", include_deleted=True)
         assert [r.pk for r in with_deleted] == [row.pk]
-        changes = list(m.RecordVersion.objects.filter(kind="conditions", object_id=row.pk)
-                       .order_by("version").values_list("version", "change"))
+        changes = list(
+            m.RecordVersion.objects.filter(kind="conditions", object_id=row.pk)
+            .order_by("version")
+            .values_list("version", "change")
+        )
         assert changes == [(1, "create"), (2, "delete")]
         # A deleted row cannot be deleted or edited again, and no longer matches a search.
         with pytest.raises(NotFound):
@@ -428,8 +582,12 @@ class TestRecordRows:
     def test_rows_of_one_patient_cannot_be_reached_through_another(self, world, make_patient):
         a, b = make_patient(), make_patient()
         doctor = world.actor("doctor.cardiology")
-        row = services.add_record(doctor, a.pk, "allergies", {
-            "substance": "青霉素", "category": "medication", "severity": "severe"})
+        row = services.add_record(
+            doctor,
+            a.pk,
+            "allergies",
+            {"substance": "青霉素", "category": "medication", "severity": "severe"},
+        )
         with pytest.raises(NotFound):
             selectors.get_record(doctor, b.pk, "allergies", row.pk)
         with pytest.raises(NotFound):
@@ -445,19 +603,38 @@ class TestRecordRows:
 class TestMerge:
     @pytest.fixture
     def pair(self, world):
-        keep = services.create_patient(world.actor("nurse.cardiology"), patient_data(
-            name="钱七", date_of_birth="1949-12-31", sex="female", phones=["13911110000"]))
+        keep = services.create_patient(
+            world.actor("nurse.cardiology"),
+            patient_data(
+                name="钱七", date_of_birth="1949-12-31", sex="female", phones=["13911110000"]
+            ),
+        )
         # Registered again in endocrinology, the nurse confirming it was "someone else".
-        drop = services.create_patient(world.actor("nurse.endocrinology"), patient_data(
-            name="钱七", date_of_birth="1949-12-31", sex="female", national_id=VALID_ID,
-            address="南京市玄武区长江路8号", phones=["13922220000", "13911110000"]),
-            allow_duplicate=True)
+        drop = services.create_patient(
+            world.actor("nurse.endocrinology"),
+            patient_data(
+                name="钱七",
+                date_of_birth="1949-12-31",
+                sex="female",
+                national_id=VALID_ID,
+                address="南京市玄武区长江路8号",
+                phones=["13922220000", "13911110000"],
+            ),
+            allow_duplicate=True,
+        )
         endo = world.actor("doctor.endocrinology")
-        services.add_record(endo, drop.pk, "conditions", {**CONDITION, "icd10_code": "E11.9",
-                                                          "display": "2型糖尿病"})
-        services.add_record(endo, drop.pk, "allergies", {"substance": "青霉素",
-                                                         "category": "medication",
-                                                         "severity": "severe"})
+        services.add_record(
+            endo,
+            drop.pk,
+            "conditions",
+            {**CONDITION, "icd10_code": "E11.9", "display": "2型糖尿病"},
+        )
+        services.add_record(
+            endo,
+            drop.pk,
+            "allergies",
+            {"substance": "青霉素", "category": "medication", "severity": "severe"},
+        )
         return keep, drop
 
     def test_merge_moves_rows_phones_and_departments(self, world, pair):
@@ -483,7 +660,8 @@ class TestMerge:
         # The duplicate's history now shows on the kept patient's timeline.
         left = m.RecordVersion.objects.filter(patient_id=drop.pk)
         assert list(left.values_list("kind", "object_id", "change")) == [
-            ("patient", drop.pk, "merge")]
+            ("patient", drop.pk, "merge")
+        ]
         _, events = selectors.timeline(admin, keep.pk)
         assert {"2型糖尿病", "青霉素"} <= {e["summary"] for e in events}
 
@@ -505,17 +683,21 @@ class TestMerge:
         keep, drop = pair
         services.merge_patients(world.actor("admin"), keep.pk, drop.pk, 1)
         admin = world.actor("admin")
-        assert [p.pk for p in selectors.search_patients(admin, Criteria(q="钱七")).items] \
-            == [keep.pk]
-        assert [p.pk for p in selectors.search_patients(admin, Criteria(q="13922220000")).items] \
-            == [keep.pk]
-        assert [p.pk for p in selectors.search_patients(admin, Criteria(q=VALID_ID)).items] \
-            == [keep.pk]
+        assert [p.pk for p in selectors.search_patients(admin, Criteria(q="钱七")).items] == [
+            keep.pk
+        ]
+        assert [
+            p.pk for p in selectors.search_patients(admin, Criteria(q="13922220000")).items
+        ] == [keep.pk]
+        assert [p.pk for p in selectors.search_patients(admin, Criteria(q=VALID_ID)).items] == [
+            keep.pk
+        ]
 
     def test_merge_refuses_stale_self_and_unauthorised(self, world, pair):
         keep, drop = pair
-        services.update_patient(world.actor("nurse.endocrinology"), drop.pk,
-                                {"record_number": "X1"}, 1)
+        services.update_patient(
+            world.actor("nurse.endocrinology"), drop.pk, {"record_number": "X1"}, 1
+        )
         with pytest.raises(StaleVersion):
             services.merge_patients(world.actor("admin"), keep.pk, drop.pk, 1)
         with pytest.raises(ValidationFailed):
@@ -542,17 +724,28 @@ class TestEncryptionAtRest:
 
     @pytest.fixture
     def patient(self, world, make_patient):
-        p = make_patient(national_id=VALID_ID, sex="female", date_of_birth="1949-12-31",
-                         phones=["13966667777", "0755-12345678"], address="深圳市南山区科技园1号")
-        services.add_record(world.actor("nurse.cardiology"), p.pk, "caregivers", {
-            "name": "女儿", "relation": "女儿", "phone": "13811112222"})
+        p = make_patient(
+            national_id=VALID_ID,
+            sex="female",
+            date_of_birth="1949-12-31",
+            phones=["13966667777", "0755-12345678"],
+            address="深圳市南山区科技园1号",
+        )
+        services.add_record(
+            world.actor("nurse.cardiology"),
+            p.pk,
+            "caregivers",
+            {"name": "女儿", "relation": "女儿", "phone": "13811112222"},
+        )
         return p
 
     def test_database_holds_no_plaintext_identifiers(self, patient):
-        stored = (raw_rows("patients_patient", "id", patient.pk)
-                  + raw_rows("patients_patientphone", "patient_id", patient.pk)
-                  + raw_rows("patients_caregiver", "patient_id", patient.pk)
-                  + raw_rows("patients_recordversion", "patient_id", patient.pk))
+        stored = (
+            raw_rows("patients_patient", "id", patient.pk)
+            + raw_rows("patients_patientphone", "patient_id", patient.pk)
+            + raw_rows("patients_caregiver", "patient_id", patient.pk)
+            + raw_rows("patients_recordversion", "patient_id", patient.pk)
+        )
         for secret in (*self.SECRETS, "13811112222", "7777", "5678"):
             assert secret not in stored
         # ...while the application reads them back.
@@ -560,8 +753,9 @@ class TestEncryptionAtRest:
         assert fresh.national_id == VALID_ID and fresh.address == "深圳市南山区科技园1号"
         assert m.Caregiver.objects.get().phone == "13811112222"
 
-    def test_key_rotation_keeps_every_value_readable_under_the_new_key(self, settings, world,
-                                                                         patient):
+    def test_key_rotation_keeps_every_value_readable_under_the_new_key(
+        self, settings, world, patient
+    ):
         old_keys = list(settings.FIELD_KEYS)
         before = raw_rows("patients_patient", "id", patient.pk)
         settings.FIELD_KEYS = ["a-brand-new-field-key-for-2025", *old_keys]
@@ -593,18 +787,46 @@ class TestSearch:
     def people(self, world):
         cardio, endo = world.actor("nurse.cardiology"), world.actor("nurse.endocrinology")
         born70, born50, born30 = years_ago(70, 3), years_ago(50), years_ago(30, 100)
-        old_man = services.create_patient(cardio, patient_data(
-            name="王建国", sex="male", date_of_birth=born70.isoformat(),
-            national_id=resident_id(born70, "male"), phones=["13800001111"]))
-        services.add_record(world.actor("doctor.cardiology"), old_man.pk, "conditions",
-                            {**CONDITION, "icd10_code": "I10.x00x002", "display": "高血压病3级"})
-        woman = services.create_patient(endo, patient_data(
-            name="李秀英", sex="female", date_of_birth=born50.isoformat(), phones=["13800002222"]))
-        services.add_record(world.actor("doctor.endocrinology"), woman.pk, "conditions",
-                            {**CONDITION, "icd10_code": "E11.9", "display": "2型糖尿病"})
-        young = services.create_patient(cardio, patient_data(
-            name="王芳", sex="female", date_of_birth=born30.isoformat(),
-            phones=["0755-88881111"]))
+        old_man = services.create_patient(
+            cardio,
+            patient_data(
+                name="王建国",
+                sex="male",
+                date_of_birth=born70.isoformat(),
+                national_id=resident_id(born70, "male"),
+                phones=["13800001111"],
+            ),
+        )
+        services.add_record(
+            world.actor("doctor.cardiology"),
+            old_man.pk,
+            "conditions",
+            {**CONDITION, "icd10_code": "I10.x00x002", "display": "高血压病3级"},
+        )
+        woman = services.create_patient(
+            endo,
+            patient_data(
+                name="李秀英",
+                sex="female",
+                date_of_birth=born50.isoformat(),
+                phones=["13800002222"],
+            ),
+        )
+        services.add_record(
+            world.actor("doctor.endocrinology"),
+            woman.pk,
+            "conditions",
+            {**CONDITION, "icd10_code": "E11.9", "display": "2型糖尿病"},
+        )
+        young = services.create_patient(
+            cardio,
+            patient_data(
+                name="王芳",
+                sex="female",
+                date_of_birth=born30.isoformat(),
+                phones=["0755-88881111"],
+            ),
+        )
         return {"old_man": old_man, "woman": woman, "young": young}
 
     @staticmethod
@@ -659,8 +881,9 @@ class TestSearch:
     def test_sort_allow_list_and_fallback(self, world):
         nurse = world.actor("nurse.cardiology")
         for name, years in (("Cora", 40), ("Anna", 60), ("Bella", 20)):
-            services.create_patient(nurse, patient_data(
-                name=name, date_of_birth=years_ago(years).isoformat()))
+            services.create_patient(
+                nurse, patient_data(name=name, date_of_birth=years_ago(years).isoformat())
+            )
 
         def order(sort):
             return [p.name for p in selectors.search_patients(nurse, Criteria(sort=sort)).items]
@@ -700,18 +923,35 @@ def test_timeline_tells_what_happened_newest_first(world, make_patient):
     cond = services.add_record(doctor, p.pk, "conditions", CONDITION)
     services.update_record(doctor, p.pk, "conditions", cond.pk, {"status": "remission"}, 1)
     visit_day = TODAY - timedelta(days=10)
-    services.add_record(doctor, p.pk, "visits", {
-        "kind": "outpatient", "department": world.cardio.pk, "attending": "张医生",
-        "diagnoses": "高血压", "admitted_on": visit_day.isoformat()})
-    allergy = services.add_record(doctor, p.pk, "allergies", {
-        "substance": "青霉素", "category": "medication", "severity": "severe"})
+    services.add_record(
+        doctor,
+        p.pk,
+        "visits",
+        {
+            "kind": "outpatient",
+            "department": world.cardio.pk,
+            "attending": "张医生",
+            "diagnoses": "高血压",
+            "admitted_on": visit_day.isoformat(),
+        },
+    )
+    allergy = services.add_record(
+        doctor,
+        p.pk,
+        "allergies",
+        {"substance": "青霉素", "category": "medication", "severity": "severe"},
+    )
     services.delete_record(world.actor("nurse.cardiology"), p.pk, "allergies", allergy.pk, 1)
 
     _, events = selectors.timeline(world.actor("nurse.cardiology"), p.pk)
     steps = [(e["kind"], e["change"]) for e in events]
     assert steps == [
-        ("allergies", "delete"), ("allergies", "create"), ("visits", "create"),
-        ("conditions", "update"), ("conditions", "create"), ("patient", "create"),
+        ("allergies", "delete"),
+        ("allergies", "create"),
+        ("visits", "create"),
+        ("conditions", "update"),
+        ("conditions", "create"),
+        ("patient", "create"),
         ("visit", "visit"),
     ]
     assert events[0]["actor"] == "nurse.cardiology"

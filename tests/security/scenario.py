@@ -181,20 +181,49 @@ def record_sample(kind: str, world: World) -> dict[str, Any]:
     day = today()
     samples: dict[str, dict[str, Any]] = {
         "conditions": {"icd10_code": "E11", "display": "2型糖尿病", "status": "active"},
-        "allergies": {"substance": "青霉素", "category": "medication", "reaction": "皮疹",
-                      "severity": "severe", "noted_on": day},
-        "medications": {"name": "二甲双胍", "dose": "500", "unit": "mg", "route": "po",
-                        "frequency": "bid", "start_date": day, "status": "active"},
+        "allergies": {
+            "substance": "青霉素",
+            "category": "medication",
+            "reaction": "皮疹",
+            "severity": "severe",
+            "noted_on": day,
+        },
+        "medications": {
+            "name": "二甲双胍",
+            "dose": "500",
+            "unit": "mg",
+            "route": "po",
+            "frequency": "bid",
+            "start_date": day,
+            "status": "active",
+        },
         "history": {"kind": "past", "description": "阑尾切除术后", "year": 2001},
-        "lifestyle": {"recorded_on": day, "smoking": "never", "alcohol": "none",
-                      "exercise": "light"},
-        "visits": {"kind": "outpatient", "department": world.cardio.pk, "admitted_on": day,
-                   "attending": "王医生"},
+        "lifestyle": {
+            "recorded_on": day,
+            "smoking": "never",
+            "alcohol": "none",
+            "exercise": "light",
+        },
+        "visits": {
+            "kind": "outpatient",
+            "department": world.cardio.pk,
+            "admitted_on": day,
+            "attending": "王医生",
+        },
         "reports": {"kind": "lab", "title": "血常规", "reported_on": day},
-        "caregivers": {"name": "李四", "relation": "女儿", "phone": "13800138000",
-                       "is_emergency_contact": True},
-        "consents": {"purpose": "care_reminders", "channel": "sms", "granted": True,
-                     "decided_on": day, "source": "paper"},
+        "caregivers": {
+            "name": "李四",
+            "relation": "女儿",
+            "phone": "13800138000",
+            "is_emergency_contact": True,
+        },
+        "consents": {
+            "purpose": "care_reminders",
+            "channel": "sms",
+            "granted": True,
+            "decided_on": day,
+            "source": "paper",
+        },
     }
     if kind not in samples:
         raise AssertionError(f"no sample input for the record kind {kind!r}; add one")
@@ -259,11 +288,16 @@ def api_url(route: Route, scene: Scene) -> str:
 
 
 def patient_form(patient: m.Patient) -> dict[str, Any]:
-    return {"name": patient.name + "（改）", "sex": patient.sex,
-            "date_of_birth": patient.date_of_birth.isoformat(),
-            "phones": ", ".join(p.number for p in patient.phones.all()),
-            "preferred_language": patient.preferred_language, "time_zone": patient.time_zone,
-            "address": "上海", "version": patient.version}
+    return {
+        "name": patient.name + "（改）",
+        "sex": patient.sex,
+        "date_of_birth": patient.date_of_birth.isoformat(),
+        "phones": ", ".join(p.number for p in patient.phones.all()),
+        "preferred_language": patient.preferred_language,
+        "time_zone": patient.time_zone,
+        "address": "上海",
+        "version": patient.version,
+    }
 
 
 def page_body(route: Route, scene: Scene, username: str | None) -> dict[str, Any]:
@@ -283,8 +317,10 @@ def page_body(route: Route, scene: Scene, username: str | None) -> dict[str, Any
     if route.name == "patients:record_create":
         return form_data(record_sample(kind or "", world))
     if route.name == "patients:record_edit":
-        return {**form_data(record_sample(kind or "", world)),
-                "version": scene.rows[kind or ""].version}
+        return {
+            **form_data(record_sample(kind or "", world)),
+            "version": scene.rows[kind or ""].version,
+        }
     if route.name == "patients:record_delete":
         return {"version": scene.rows[kind or ""].version}
     return {}
@@ -319,8 +355,14 @@ def client_for(username: str | None, **kwargs: Any) -> Client:
     return client
 
 
-def perform(route: Route, scene: Scene, username: str | None, *,
-            client: Client | None = None, token: str | None = None) -> HttpResponse:
+def perform(
+    route: Route,
+    scene: Scene,
+    username: str | None,
+    *,
+    client: Client | None = None,
+    token: str | None = None,
+) -> HttpResponse:
     """Make the route's request as a user (None: anonymous) with valid input."""
     if route.transport == "page":
         client = client or client_for(username)
@@ -336,13 +378,15 @@ def perform(route: Route, scene: Scene, username: str | None, *,
     url = api_url(route, scene)
     if route.path.endswith("/reports/{record_id}/file") and route.method == "POST":
         row = scene.rows["reports"]
-        return client.post(f"{url}?version={row.version}", {"file": report_upload("new.pdf")},
-                           **headers)
+        return client.post(
+            f"{url}?version={row.version}", {"file": report_upload("new.pdf")}, **headers
+        )
     body, query = api_body(route, scene)
     if query:
         url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
-    return client.generic(route.method, url, data=_json(body), content_type="application/json",
-                          **headers)
+    return client.generic(
+        route.method, url, data=_json(body), content_type="application/json", **headers
+    )
 
 
 def body_of(response: HttpResponse) -> bytes:

@@ -67,8 +67,9 @@ class TestEveryRouteHasARule:
 
     def test_the_openapi_description_lists_the_same_operations(self, db: Any) -> None:
         schema = Client().get("/api/openapi.json").json()
-        described = {(method.upper(), path) for path, ops in schema["paths"].items()
-                     for method in ops}
+        described = {
+            (method.upper(), path) for path, ops in schema["paths"].items() for method in ops
+        }
         assert described == set(api_operations())
         assert all(access.api_rule(m, p) is not None for m, p in described)
 
@@ -78,8 +79,11 @@ class TestEveryRouteHasARule:
         assert set(ROLE_USERS) == {r.value for r in Role} | {"anonymous"}
 
 
-CASES = [pytest.param(route, role, id=f"{route.id}-{role}")
-         for route in all_routes() for role in ROLE_USERS]
+CASES = [
+    pytest.param(route, role, id=f"{route.id}-{role}")
+    for route in all_routes()
+    for role in ROLE_USERS
+]
 
 
 @pytest.mark.parametrize(("route", "role"), CASES)

@@ -44,7 +44,10 @@ class TestLogin:
         assert signed_in(anon)
         event = AuditEvent.objects.filter(action="auth.login").latest("id")
         assert (event.actor, event.outcome, event.organisation_id) == (
-            NURSE, "success", world.org.pk)
+            NURSE,
+            "success",
+            world.org.pk,
+        )
 
     def test_wrong_password_is_refused(self, world: Any, anon: Client) -> None:
         response = login(anon, NURSE, "not-the-password")
@@ -65,8 +68,9 @@ class TestLogin:
 
         assert page(wrong, NURSE) == page(unknown, "nobody.here")
 
-    def test_disabled_account_cannot_sign_in_and_is_not_told_why(self, world: Any,
-                                                                  anon: Client) -> None:
+    def test_disabled_account_cannot_sign_in_and_is_not_told_why(
+        self, world: Any, anon: Client
+    ) -> None:
         Staff.objects.filter(username=NURSE).update(is_active=False)
         response = login(anon, NURSE)
         assert response.status_code == 401
@@ -80,7 +84,8 @@ class TestLockout:
             assert login(client, username, "wrong-guess").status_code == 401
 
     def test_locked_after_the_maximum_failures_even_with_the_right_password(
-            self, world: Any, anon: Client) -> None:
+        self, world: Any, anon: Client
+    ) -> None:
         self._fail(anon, NURSE, settings.LOGIN_MAX_FAILURES)
         response = login(anon, NURSE)
         assert response.status_code == 429
@@ -88,10 +93,14 @@ class TestLockout:
         assert not signed_in(anon)
         event = AuditEvent.objects.filter(action="auth.login").latest("id")
         assert (event.actor, event.outcome, event.detail["reason"]) == (
-            NURSE, "denied", "locked_out")
+            NURSE,
+            "denied",
+            "locked_out",
+        )
 
-    def test_one_failure_short_of_the_maximum_still_signs_in(self, world: Any,
-                                                            anon: Client) -> None:
+    def test_one_failure_short_of_the_maximum_still_signs_in(
+        self, world: Any, anon: Client
+    ) -> None:
         self._fail(anon, NURSE, settings.LOGIN_MAX_FAILURES - 1)
         assert login(anon, NURSE).status_code == 302
 
@@ -114,8 +123,9 @@ class TestLockout:
 
 
 class TestDisablingEndsAccess:
-    def test_disabled_account_loses_its_session_and_tokens_at_once(self, world: Any,
-                                                                   anon: Client) -> None:
+    def test_disabled_account_loses_its_session_and_tokens_at_once(
+        self, world: Any, anon: Client
+    ) -> None:
         assert login(anon, NURSE).status_code == 302
         token = accounts.issue_token(Staff.objects.get(username=NURSE))
         bearer = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
@@ -144,17 +154,21 @@ class TestTokens:
         assert response.status_code == 401
         assert response.json()["code"] == "unauthenticated"
 
-    @pytest.mark.parametrize("header", ["", "Bearer", "Bearer cl_not-a-token", "Bearer x" * 300,
-                                        "Basic bnVyc2U6cGFzcw=="])
-    def test_missing_or_forged_tokens_are_refused(self, world: Any, anon: Client,
-                                                  header: str) -> None:
+    @pytest.mark.parametrize(
+        "header",
+        ["", "Bearer", "Bearer cl_not-a-token", "Bearer x" * 300, "Basic bnVyc2U6cGFzcw=="],
+    )
+    def test_missing_or_forged_tokens_are_refused(
+        self, world: Any, anon: Client, header: str
+    ) -> None:
         extra = {"HTTP_AUTHORIZATION": header} if header else {}
         response = anon.get("/api/patients", **extra)
         assert response.status_code == 401
         assert response.json()["code"] == "unauthenticated"
 
-    def test_a_signed_in_session_does_not_authenticate_the_api(self, world: Any,
-                                                               anon: Client) -> None:
+    def test_a_signed_in_session_does_not_authenticate_the_api(
+        self, world: Any, anon: Client
+    ) -> None:
         # So a forged cross-site request riding on the session cookie gets nothing.
         assert login(anon, NURSE).status_code == 302
         response = anon.post("/api/patients", patient_data(), content_type="application/json")
@@ -177,15 +191,17 @@ class TestCsrf:
     def test_form_post_with_the_page_token_is_accepted(self, strict: Client) -> None:
         page = strict.get("/patients/new/")
         token = page.context["csrf_token"]
-        response = strict.post("/patients/new/",
-                               {**form_data(patient_data()), "csrfmiddlewaretoken": token})
+        response = strict.post(
+            "/patients/new/", {**form_data(patient_data()), "csrfmiddlewaretoken": token}
+        )
         assert response.status_code == 302
         assert m.Patient.objects.count() == 1
 
     def test_delete_without_token_is_refused(self, strict: Client, scene: Scene) -> None:
         row = scene.rows["allergies"]
-        response = strict.post(f"/patients/{scene.patient.pk}/allergies/{row.pk}/delete/",
-                               {"version": row.version})
+        response = strict.post(
+            f"/patients/{scene.patient.pk}/allergies/{row.pk}/delete/", {"version": row.version}
+        )
         assert response.status_code == 403
         row.refresh_from_db()
         assert row.deleted_at is None
@@ -222,8 +238,11 @@ class TestSecurityHeaders:
             assert response["X-Frame-Options"] == "DENY"
 
     def test_api_answers_with_patient_data_are_not_stored(self, scene: Scene, api: Any) -> None:
-        for url in ("/api/patients", f"/api/patients/{scene.patient.pk}",
-                    f"/api/patients/{scene.patient.pk}/conditions"):
+        for url in (
+            "/api/patients",
+            f"/api/patients/{scene.patient.pk}",
+            f"/api/patients/{scene.patient.pk}/conditions",
+        ):
             response = api(NURSE).get(url)
             assert response.status_code == 200
             assert "no-store" in response.get("Cache-Control", ""), url
@@ -239,36 +258,45 @@ class TestSecurityHeaders:
         body_of(response)
 
 
-EVIL_TARGETS = ["https://evil.example/", "//evil.example/", "http:evil.example",
-                "/\\evil.example", "\\\\evil.example", "https://testserver.evil.example/",
-                "javascript:alert(1)", " https://evil.example"]
+EVIL_TARGETS = [
+    "https://evil.example/",
+    "//evil.example/",
+    "http:evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "https://testserver.evil.example/",
+    "javascript:alert(1)",
+    " https://evil.example",
+]
 
 
 class TestOpenRedirect:
     @pytest.mark.parametrize("target", EVIL_TARGETS)
-    def test_login_next_cannot_leave_the_site(self, world: Any, anon: Client,
-                                              target: str) -> None:
-        response = anon.post("/login/", {"username": NURSE, "password": PASSWORD,
-                                         "next": target})
+    def test_login_next_cannot_leave_the_site(self, world: Any, anon: Client, target: str) -> None:
+        response = anon.post("/login/", {"username": NURSE, "password": PASSWORD, "next": target})
         assert response.status_code == 302
         assert response["Location"] == "/"
 
     @pytest.mark.parametrize("target", EVIL_TARGETS)
-    def test_login_next_in_the_query_cannot_leave_the_site(self, world: Any, anon: Client,
-                                                           target: str) -> None:
-        response = anon.post("/login/?" + _query(next=target),
-                             {"username": NURSE, "password": PASSWORD})
+    def test_login_next_in_the_query_cannot_leave_the_site(
+        self, world: Any, anon: Client, target: str
+    ) -> None:
+        response = anon.post(
+            "/login/?" + _query(next=target), {"username": NURSE, "password": PASSWORD}
+        )
         assert response["Location"] == "/"
 
     @pytest.mark.parametrize("target", EVIL_TARGETS)
-    def test_language_next_cannot_leave_the_site(self, world: Any, anon: Client,
-                                                 target: str) -> None:
+    def test_language_next_cannot_leave_the_site(
+        self, world: Any, anon: Client, target: str
+    ) -> None:
         response = anon.post("/language/", {"language": "en", "next": target})
         assert response["Location"] == "/"
 
     def test_a_local_next_is_followed(self, world: Any, anon: Client) -> None:
-        response = anon.post("/login/", {"username": NURSE, "password": PASSWORD,
-                                         "next": "/patients/?q=1234"})
+        response = anon.post(
+            "/login/", {"username": NURSE, "password": PASSWORD, "next": "/patients/?q=1234"}
+        )
         assert response["Location"] == "/patients/?q=1234"
 
 
@@ -283,28 +311,39 @@ class TestBodyLimits:
         body = patient_data(address="x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1))
         return json.dumps(body)
 
-    def test_oversized_json_body_is_refused_with_413(self, world: Any, api: Any,
-                                                     client: Client, token: Any) -> None:
-        response = client.post("/api/patients", self._huge(), content_type="application/json",
-                               HTTP_AUTHORIZATION=f"Bearer {token(NURSE)}")
+    def test_oversized_json_body_is_refused_with_413(
+        self, world: Any, api: Any, client: Client, token: Any
+    ) -> None:
+        response = client.post(
+            "/api/patients",
+            self._huge(),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token(NURSE)}",
+        )
         assert response.status_code == 413
         assert response["Content-Type"].startswith("application/json")
         assert response.json()["code"] == "payload_too_large"
         assert not m.Patient.objects.exists()
 
-    def test_oversized_patch_is_refused_with_413(self, scene: Scene, client: Client,
-                                                 token: Any) -> None:
+    def test_oversized_patch_is_refused_with_413(
+        self, scene: Scene, client: Client, token: Any
+    ) -> None:
         before = m.Patient.objects.get(pk=scene.patient.pk).version
-        response = client.patch(f"/api/patients/{scene.patient.pk}", self._huge(),
-                                content_type="application/json",
-                                HTTP_AUTHORIZATION=f"Bearer {token(NURSE)}")
+        response = client.patch(
+            f"/api/patients/{scene.patient.pk}",
+            self._huge(),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token(NURSE)}",
+        )
         assert response.status_code == 413
         assert response.json()["code"] == "payload_too_large"
         assert m.Patient.objects.get(pk=scene.patient.pk).version == before
 
     def test_oversized_form_is_refused(self, world: Any) -> None:
-        data = {**form_data(patient_data()),
-                "address": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)}
+        data = {
+            **form_data(patient_data()),
+            "address": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1),
+        }
         response = client_for(NURSE).post("/patients/new/", data)
         assert response.status_code in (400, 413)
         assert not m.Patient.objects.exists()
@@ -318,10 +357,17 @@ class TestCsvExport:
         # Usernames may start with + - @ (Django's validator allows them); an address can be
         # anything a proxy hands over. Both end up in exported cells.
         for name in FORMULAS:
-            accounts.create_staff(organisation_id=world.org.pk, username=name, password=PASSWORD,
-                                  role=Role.NURSE, department_ids=[world.cardio.pk])
-            assert login(Client(REMOTE_ADDR="=HYPERLINK(\"http://evil.example\")"),
-                         name).status_code == 302
+            accounts.create_staff(
+                organisation_id=world.org.pk,
+                username=name,
+                password=PASSWORD,
+                role=Role.NURSE,
+                department_ids=[world.cardio.pk],
+            )
+            assert (
+                login(Client(REMOTE_ADDR='=HYPERLINK("http://evil.example")'), name).status_code
+                == 302
+            )
         response = client_for("auditor").get("/audit/export.csv")
         assert response.status_code == 200
         text = body_of(response).decode("utf-8-sig")
@@ -332,4 +378,4 @@ class TestCsvExport:
                 assert not value.startswith(("=", "+", "-", "@")), row
         actors = {r["actor"] for r in rows if r["action"] == "auth.login"}
         assert {"'" + name for name in FORMULAS} <= actors
-        assert "'=HYPERLINK(\"http://evil.example\")" in {r["source"] for r in rows}
+        assert '\'=HYPERLINK("http://evil.example")' in {r["source"] for r in rows}

@@ -46,35 +46,48 @@ def role_allows(rule: access.Requirement | None, role: str) -> bool:
 
 def db_state() -> dict[str, list[dict[str, Any]]]:
     """Every row of every table of the patient record."""
-    tables = [m.Patient, m.PatientDepartment, m.PatientPhone, m.RecordVersion,
-              *(k.model for k in KINDS.values())]
+    tables = [
+        m.Patient,
+        m.PatientDepartment,
+        m.PatientPhone,
+        m.RecordVersion,
+        *(k.model for k in KINDS.values()),
+    ]
     return {t.__name__: list(t.objects.order_by("pk").values()) for t in tables}
 
 
 def denied(username: str, patient_id: int) -> bool:
-    return AuditEvent.objects.filter(actor=username, patient_id=patient_id,
-                                     outcome="denied").exists()
+    return AuditEvent.objects.filter(
+        actor=username, patient_id=patient_id, outcome="denied"
+    ).exists()
 
 
 @pytest.fixture
 def outsiders(world: Any) -> dict[str, Staff]:
-    doctor = accounts.create_staff(organisation_id=world.other_org.pk, username="doctor.other",
-                                   password=PASSWORD, role=Role.DOCTOR,
-                                   department_ids=[world.other_dept.pk])
+    doctor = accounts.create_staff(
+        organisation_id=world.other_org.pk,
+        username="doctor.other",
+        password=PASSWORD,
+        role=Role.DOCTOR,
+        department_ids=[world.other_dept.pk],
+    )
     world.staff["doctor.other"] = doctor
     return {u: Staff.objects.get(username=u) for u in ATTACKERS}
 
 
 SCOPE_CASES = [
     pytest.param(route, attacker, id=f"{route.id}-{attacker}")
-    for route in all_routes() if route.has_patient
-    for attacker, role in ATTACKERS.items() if role_allows(route.rule, role)
+    for route in all_routes()
+    if route.has_patient
+    for attacker, role in ATTACKERS.items()
+    if role_allows(route.rule, role)
 ]
 
 
 @pytest.mark.parametrize(("route", "attacker"), SCOPE_CASES)
-def test_out_of_scope_patient_is_not_found(route: Route, attacker: str, scene: Scene,
-                                           outsiders: Any) -> None:
+def test_out_of_scope_patient_is_not_found(
+    route: Route, attacker: str, scene: Scene, outsiders: Any
+) -> None:
     before = db_state()
     response = perform(route, scene, attacker)
     body = body_of(response)
@@ -93,13 +106,15 @@ class TestMergeAcrossScope:
         return patient_services.create_patient(world.actor(username), patient_data())
 
     @pytest.mark.parametrize("attacker", ["doctor.endocrinology", "doctor.other"])
-    def test_api_cannot_pull_an_outside_record_into_ones_own(self, scene: Scene, outsiders: Any,
-                                                             attacker: str, api: Any) -> None:
+    def test_api_cannot_pull_an_outside_record_into_ones_own(
+        self, scene: Scene, outsiders: Any, attacker: str, api: Any
+    ) -> None:
         own = self._own_patient(scene.world, attacker)
         before = db_state()
-        response = api(attacker).post(f"/api/patients/{own.pk}/merge",
-                                      {"other_id": scene.patient.pk,
-                                       "other_version": scene.patient.version})
+        response = api(attacker).post(
+            f"/api/patients/{own.pk}/merge",
+            {"other_id": scene.patient.pk, "other_version": scene.patient.version},
+        )
         assert response.status_code == 404
         assert db_state() == before
         assert denied(attacker, scene.patient.pk)
@@ -110,20 +125,24 @@ class TestMergeAcrossScope:
         before = db_state()
         response = client_for(attacker).post(
             f"/patients/{own.pk}/merge/",
-            {"other": scene.patient.pk, "confirm": "1", "version": scene.patient.version})
+            {"other": scene.patient.pk, "confirm": "1", "version": scene.patient.version},
+        )
         assert response.status_code == 200
         assert response.context["other"] is None
         assert scene.patient.name not in response.content.decode()
         assert db_state() == before
         assert denied(attacker, scene.patient.pk)
 
-    def test_api_cannot_push_ones_own_record_into_an_outside_one(self, scene: Scene,
-                                                                 api: Any) -> None:
+    def test_api_cannot_push_ones_own_record_into_an_outside_one(
+        self, scene: Scene, api: Any
+    ) -> None:
         attacker = "doctor.endocrinology"
         own = self._own_patient(scene.world, attacker)
         before = db_state()
-        response = api(attacker).post(f"/api/patients/{scene.patient.pk}/merge",
-                                      {"other_id": own.pk, "other_version": own.version})
+        response = api(attacker).post(
+            f"/api/patients/{scene.patient.pk}/merge",
+            {"other_id": own.pk, "other_version": own.version},
+        )
         assert response.status_code == 404
         assert db_state() == before
 
@@ -132,15 +151,27 @@ class TestBodyCannotChooseOwnerOrPatient:
     """Organisation, department, author and patient come from the signed-in context and the
     URL, never from the request body."""
 
-    FOREIGN = ("organisation", "organisation_id", "patient", "patient_id", "created_by",
-               "created_by_id", "updated_by")
+    FOREIGN = (
+        "organisation",
+        "organisation_id",
+        "patient",
+        "patient_id",
+        "created_by",
+        "created_by_id",
+        "updated_by",
+    )
 
     def _foreign(self, scene: Scene, other: m.Patient) -> dict[str, Any]:
         intruder = scene.world.staff["admin.other"].pk
-        values = {"organisation": scene.world.other_org.pk,
-                  "organisation_id": scene.world.other_org.pk,
-                  "patient": other.pk, "patient_id": other.pk,
-                  "created_by": intruder, "created_by_id": intruder, "updated_by": intruder}
+        values = {
+            "organisation": scene.world.other_org.pk,
+            "organisation_id": scene.world.other_org.pk,
+            "patient": other.pk,
+            "patient_id": other.pk,
+            "created_by": intruder,
+            "created_by_id": intruder,
+            "updated_by": intruder,
+        }
         return {k: values[k] for k in self.FOREIGN}
 
     def _other_patient(self, scene: Scene) -> m.Patient:
@@ -169,7 +200,8 @@ class TestBodyCannotChooseOwnerOrPatient:
         row = scene.rows[kind]
         body = {"version": row.version, **self._foreign(scene, other)}
         response = api("doctor.cardiology").patch(
-            f"/api/patients/{scene.patient.pk}/{kind}/{row.pk}", body)
+            f"/api/patients/{scene.patient.pk}/{kind}/{row.pk}", body
+        )
         assert response.status_code in (200, 422), response.content
         self._assert_owned(row, scene, "doctor.cardiology")
         assert not KINDS[kind].model.objects.filter(patient=other).exists()
@@ -178,28 +210,37 @@ class TestBodyCannotChooseOwnerOrPatient:
     def test_page_edit_cannot_move_a_row(self, scene: Scene, kind: str) -> None:
         other = self._other_patient(scene)
         row = scene.rows[kind]
-        data = {**form_data(record_sample(kind, scene.world)), "version": row.version,
-                **self._foreign(scene, other)}
+        data = {
+            **form_data(record_sample(kind, scene.world)),
+            "version": row.version,
+            **self._foreign(scene, other),
+        }
         response = client_for("doctor.cardiology").post(
-            f"/patients/{scene.patient.pk}/{kind}/{row.pk}/edit/", data)
+            f"/patients/{scene.patient.pk}/{kind}/{row.pk}/edit/", data
+        )
         assert response.status_code == 302
         self._assert_owned(row, scene, "doctor.cardiology")
         assert not KINDS[kind].model.objects.filter(patient=other).exists()
 
     def test_api_create_patient_ignores_organisation(self, scene: Scene, api: Any) -> None:
-        body = {**patient_data(), "organisation": scene.world.other_org.pk,
-                "organisation_id": scene.world.other_org.pk}
+        body = {
+            **patient_data(),
+            "organisation": scene.world.other_org.pk,
+            "organisation_id": scene.world.other_org.pk,
+        }
         response = api("nurse.cardiology").post("/api/patients", body)
         assert response.status_code == 201
         patient = m.Patient.objects.get(pk=response.json()["id"])
         assert patient.organisation_id == scene.world.org.pk
         assert patient.created_by.username == "nurse.cardiology"
         assert list(patient.department_links.values_list("department_id", flat=True)) == [
-            scene.world.cardio.pk]
+            scene.world.cardio.pk
+        ]
 
     @pytest.mark.parametrize("where", ["endo", "other_dept"])
-    def test_api_create_patient_refuses_a_department_not_ones_own(self, scene: Scene, api: Any,
-                                                                  where: str) -> None:
+    def test_api_create_patient_refuses_a_department_not_ones_own(
+        self, scene: Scene, api: Any, where: str
+    ) -> None:
         before = db_state()
         body = {**patient_data(), "department": getattr(scene.world, where).pk}
         response = api("nurse.cardiology").post("/api/patients", body)
@@ -214,21 +255,28 @@ class TestBodyCannotChooseOwnerOrPatient:
         assert response.status_code == 422
         assert db_state() == before
 
-    def test_api_patch_patient_cannot_change_organisation_or_merge(self, scene: Scene,
-                                                                   api: Any) -> None:
+    def test_api_patch_patient_cannot_change_organisation_or_merge(
+        self, scene: Scene, api: Any
+    ) -> None:
         other = self._other_patient(scene)
-        body = {"version": scene.patient.version, "merged_into": other.pk,
-                "departments": [scene.world.other_dept.pk], **self._foreign(scene, other)}
+        body = {
+            "version": scene.patient.version,
+            "merged_into": other.pk,
+            "departments": [scene.world.other_dept.pk],
+            **self._foreign(scene, other),
+        }
         response = api("doctor.cardiology").patch(f"/api/patients/{scene.patient.pk}", body)
         assert response.status_code in (200, 422)
         scene.patient.refresh_from_db()
         assert scene.patient.organisation_id == scene.world.org.pk
         assert scene.patient.merged_into_id is None
         assert list(scene.patient.department_links.values_list("department_id", flat=True)) == [
-            scene.world.cardio.pk]
+            scene.world.cardio.pk
+        ]
 
-    def test_visit_cannot_name_another_organisations_department(self, scene: Scene,
-                                                                api: Any) -> None:
+    def test_visit_cannot_name_another_organisations_department(
+        self, scene: Scene, api: Any
+    ) -> None:
         before = db_state()
         body = {**record_sample("visits", scene.world), "department": scene.world.other_dept.pk}
         response = api("doctor.cardiology").post(f"/api/patients/{scene.patient.pk}/visits", body)
@@ -243,42 +291,65 @@ class TestSearchDoesNotRevealOtherDepartments:
     @pytest.fixture
     def target(self, world: Any, outsiders: Any) -> m.Patient:
         nurse = world.actor("nurse.cardiology")
-        patient = patient_services.create_patient(nurse, patient_data(
-            name="欧阳秘密", sex="female", date_of_birth="1949-12-31", national_id=VALID_ID,
-            phones=[self.PHONE]))
-        patient_services.add_record(nurse, patient.pk, "conditions",
-                                    record_sample("conditions", world))
+        patient = patient_services.create_patient(
+            nurse,
+            patient_data(
+                name="欧阳秘密",
+                sex="female",
+                date_of_birth="1949-12-31",
+                national_id=VALID_ID,
+                phones=[self.PHONE],
+            ),
+        )
+        patient_services.add_record(
+            nurse, patient.pk, "conditions", record_sample("conditions", world)
+        )
         return patient
 
     def searches(self, world: Any) -> list[dict[str, Any]]:
-        return [{"q": "欧阳秘密"}, {"q": "欧阳"}, {"q": self.PHONE[-4:]},
-                {"phone_tail": self.PHONE[-4:]}, {"phone": self.PHONE}, {"q": self.PHONE},
-                {"national_id": VALID_ID}, {"q": VALID_ID}, {"q": VALID_ID.lower()},
-                {"condition": "E11"}, {"q": "E11"}, {"department": world.cardio.pk},
-                {"sex": "female", "age_min": 70}]
+        return [
+            {"q": "欧阳秘密"},
+            {"q": "欧阳"},
+            {"q": self.PHONE[-4:]},
+            {"phone_tail": self.PHONE[-4:]},
+            {"phone": self.PHONE},
+            {"q": self.PHONE},
+            {"national_id": VALID_ID},
+            {"q": VALID_ID},
+            {"q": VALID_ID.lower()},
+            {"condition": "E11"},
+            {"q": "E11"},
+            {"department": world.cardio.pk},
+            {"sex": "female", "age_min": 70},
+        ]
 
     def _api_total(self, api: Any, user: str, query: dict[str, Any]) -> tuple[int, list[int]]:
         response = api(user).get("/api/patients", data=query)
         assert response.status_code == 200
         return response.json()["total"], [p["id"] for p in response.json()["items"]]
 
-    def test_api_search_finds_the_patient_in_scope(self, world: Any, target: m.Patient,
-                                                   api: Any) -> None:
+    def test_api_search_finds_the_patient_in_scope(
+        self, world: Any, target: m.Patient, api: Any
+    ) -> None:
         for query in self.searches(world):
             total, ids = self._api_total(api, "nurse.cardiology", query)
             assert target.pk in ids, query
 
-    @pytest.mark.parametrize("user", ["nurse.endocrinology", "head.endocrinology",
-                                      "nurse.other", "admin.other", "doctor.other"])
-    def test_api_search_from_outside_finds_nothing(self, world: Any, target: m.Patient,
-                                                   api: Any, user: str) -> None:
+    @pytest.mark.parametrize(
+        "user",
+        ["nurse.endocrinology", "head.endocrinology", "nurse.other", "admin.other", "doctor.other"],
+    )
+    def test_api_search_from_outside_finds_nothing(
+        self, world: Any, target: m.Patient, api: Any, user: str
+    ) -> None:
         for query in self.searches(world):
             total, ids = self._api_total(api, user, query)
             assert (total, ids) == (0, []), query
 
     @pytest.mark.parametrize("user", ["nurse.endocrinology", "nurse.other"])
-    def test_page_search_from_outside_finds_nothing(self, world: Any, target: m.Patient,
-                                                    user: str) -> None:
+    def test_page_search_from_outside_finds_nothing(
+        self, world: Any, target: m.Patient, user: str
+    ) -> None:
         client = client_for(user)
         for query in self.searches(world):
             for htmx in (False, True):
@@ -295,20 +366,23 @@ class TestSearchDoesNotRevealOtherDepartments:
             response = client.get("/patients/", query)
             assert target in response.context["page"].items, query
 
-    def test_duplicate_check_does_not_point_to_an_outside_record(self, world: Any,
-                                                                 target: m.Patient,
-                                                                 api: Any) -> None:
-        body = patient_data(name="某人", sex="female", date_of_birth="1949-12-31",
-                            national_id=VALID_ID)
+    def test_duplicate_check_does_not_point_to_an_outside_record(
+        self, world: Any, target: m.Patient, api: Any
+    ) -> None:
+        body = patient_data(
+            name="某人", sex="female", date_of_birth="1949-12-31", national_id=VALID_ID
+        )
         response = api("nurse.endocrinology").post("/api/patients", body)
         assert response.status_code == 409
         assert response.json()["details"]["existing_id"] is None
         assert str(target.pk) not in response.content.decode()
 
-    def test_another_organisation_is_a_separate_register(self, world: Any, target: m.Patient,
-                                                         api: Any) -> None:
-        body = patient_data(name="某人", sex="female", date_of_birth="1949-12-31",
-                            national_id=VALID_ID)
+    def test_another_organisation_is_a_separate_register(
+        self, world: Any, target: m.Patient, api: Any
+    ) -> None:
+        body = patient_data(
+            name="某人", sex="female", date_of_birth="1949-12-31", national_id=VALID_ID
+        )
         response = api("nurse.other").post("/api/patients", body)
         assert response.status_code == 201
         assert response.json()["id"] != target.pk
@@ -345,8 +419,9 @@ class TestAuditorCannotReadClinicalData:
             assert secret not in csv_text
 
 
-CLINICAL_WRITES = [r for r in all_routes()
-                   if isinstance(r.rule, tuple) and Action.CLINICAL_WRITE in r.rule]
+CLINICAL_WRITES = [
+    r for r in all_routes() if isinstance(r.rule, tuple) and Action.CLINICAL_WRITE in r.rule
+]
 
 
 class TestOrgAdminCannotWriteClinicalRows:

@@ -51,8 +51,10 @@ class TestResidentId:
     def test_lowercase_x_and_spaces_are_normalised(self):
         assert normalise_resident_id(" 110105 19491231 002x ") == "11010519491231002X"
 
-    @pytest.mark.parametrize("value", ["", "1101051949123100", "11010519491231002XX",
-                                       "1101051949123100XX", "A1010519491231002X"])
+    @pytest.mark.parametrize(
+        "value",
+        ["", "1101051949123100", "11010519491231002XX", "1101051949123100XX", "A1010519491231002X"],
+    )
     def test_wrong_shape_is_a_format_problem(self, value):
         assert resident_id_problem(value) == "format"
 
@@ -78,35 +80,50 @@ class TestResidentId:
         valid = body + resident_id_check_char(body)
         if position < 17 and replacement == "X":
             replacement = "0"  # X is only ever a check character
-        changed = valid[:position] + replacement + valid[position + 1:]
+        changed = valid[:position] + replacement + valid[position + 1 :]
         if changed == valid:
             return
         assert resident_id_problem(changed) == "checksum"
 
 
 class TestPhones:
-    @pytest.mark.parametrize(("raw", "expected"), [
-        ("13912345678", "13912345678"),
-        ("139 1234 5678", "13912345678"),
-        ("139-1234-5678", "13912345678"),
-        ("+86 139 1234 5678", "13912345678"),
-        ("+86-13912345678", "13912345678"),
-        ("008613912345678", "13912345678"),
-        ("0086 139 1234 5678", "13912345678"),
-        ("010-12345678", "010-12345678"),
-        ("01012345678", "010-12345678"),
-        ("(010) 1234 5678", "010-12345678"),
-        ("020-87654321", "020-87654321"),
-        ("0755-1234567", "0755-1234567"),
-        ("075512345678", "0755-12345678"),
-    ])
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            ("13912345678", "13912345678"),
+            ("139 1234 5678", "13912345678"),
+            ("139-1234-5678", "13912345678"),
+            ("+86 139 1234 5678", "13912345678"),
+            ("+86-13912345678", "13912345678"),
+            ("008613912345678", "13912345678"),
+            ("0086 139 1234 5678", "13912345678"),
+            ("010-12345678", "010-12345678"),
+            ("01012345678", "010-12345678"),
+            ("(010) 1234 5678", "010-12345678"),
+            ("020-87654321", "020-87654321"),
+            ("0755-1234567", "0755-1234567"),
+            ("075512345678", "0755-12345678"),
+        ],
+    )
     def test_accepted_forms(self, raw, expected):
         assert normalise_phone(raw) == expected
 
-    @pytest.mark.parametrize("raw", [
-        "", "12345", "1391234567", "139123456789", "12912345678", "23912345678",
-        "+1 415 555 0100", "abc13912345678", "010-123", "0755-123456789", "110",
-    ])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            "",
+            "12345",
+            "1391234567",
+            "139123456789",
+            "12912345678",
+            "23912345678",
+            "+1 415 555 0100",
+            "abc13912345678",
+            "010-123",
+            "0755-123456789",
+            "110",
+        ],
+    )
     def test_rejected(self, raw):
         assert normalise_phone(raw) is None
 
@@ -116,43 +133,49 @@ class TestPhones:
 
 
 class TestIcd10:
-    @pytest.mark.parametrize(("code", "category"), [
-        ("I10", "I10"),
-        ("E11.9", "E11"),
-        ("I25.1", "I25"),
-        ("Z95.5", "Z95"),
-        ("I10.x00x002", "I10"),  # national clinical extension (国家临床版 2.0)
-        ("E11.900x001", "E11"),
-        (" I10 ", "I10"),
-    ])
+    @pytest.mark.parametrize(
+        ("code", "category"),
+        [
+            ("I10", "I10"),
+            ("E11.9", "E11"),
+            ("I25.1", "I25"),
+            ("Z95.5", "Z95"),
+            ("I10.x00x002", "I10"),  # national clinical extension (国家临床版 2.0)
+            ("E11.900x001", "E11"),
+            (" I10 ", "I10"),
+        ],
+    )
     def test_category(self, code, category):
         assert icd10_category(code) == category
 
-    @pytest.mark.parametrize("code", ["", "I1", "110", "II10", "I10.", "I10-x", "高血压",
-                                      "I10.x00x002x00x"])
+    @pytest.mark.parametrize(
+        "code", ["", "I1", "110", "II10", "I10.", "I10-x", "高血压", "I10.x00x002x00x"]
+    )
     def test_not_a_code(self, code):
         assert icd10_category(code) is None
 
 
 class TestSnomed:
-    @pytest.mark.parametrize("code", ["38341003", "44054006", "22298006", "73211009",
-                                      "195967001", "138875005", "404684003"])
+    @pytest.mark.parametrize(
+        "code",
+        ["38341003", "44054006", "22298006", "73211009", "195967001", "138875005", "404684003"],
+    )
     def test_real_identifiers_pass(self, code):
         assert snomed_id_valid(code)
 
-    @pytest.mark.parametrize("code", ["38341004", "4405406", "0123456", "12345", "",
-                                      "3834100a", "1" * 19])
+    @pytest.mark.parametrize(
+        "code", ["38341004", "4405406", "0123456", "12345", "", "3834100a", "1" * 19]
+    )
     def test_invalid_identifiers_fail(self, code):
         assert not snomed_id_valid(code)
 
     @settings(database=None, max_examples=200)
-    @given(st.sampled_from(["38341003", "44054006", "195967001", "53741008"]),
-           st.data())
+    @given(st.sampled_from(["38341003", "44054006", "195967001", "53741008"]), st.data())
     def test_single_digit_errors_and_adjacent_swaps_are_caught(self, code, data):
         i = data.draw(st.integers(0, len(code) - 1))
         digit = data.draw(st.sampled_from("0123456789").filter(lambda d: d != code[i]))
-        assert not snomed_id_valid(code[:i] + digit + code[i + 1:])
+        assert not snomed_id_valid(code[:i] + digit + code[i + 1 :])
         j = data.draw(st.integers(0, len(code) - 2))
         if code[j] != code[j + 1]:
-            swapped = code[:j] + code[j + 1] + code[j] + code[j + 2:]
+            swapped = code[:j] + code[j + 1] + code[j] + code[j + 2 :]
             assert not snomed_id_valid(swapped)

@@ -17,9 +17,18 @@ from careloop.kit.pagination import MAX_PAGE_SIZE, Page, paginate, to_int
 
 def event(**overrides):
     fields = dict(
-        chain="org:1", seq=1, at=datetime(2025, 3, 1, 8, 30, tzinfo=UTC), actor_id=7,
-        actor="nurse.cardiology", organisation_id=1, action="patient.read", patient_id=42,
-        object_type="patients.patient", object_id="42", outcome="success", source="10.0.0.5",
+        chain="org:1",
+        seq=1,
+        at=datetime(2025, 3, 1, 8, 30, tzinfo=UTC),
+        actor_id=7,
+        actor="nurse.cardiology",
+        organisation_id=1,
+        action="patient.read",
+        patient_id=42,
+        object_type="patients.patient",
+        object_id="42",
+        outcome="success",
+        source="10.0.0.5",
         detail={"criteria": ["phone_tail"], "results": 1},
     )
     fields.update(overrides)
@@ -45,12 +54,19 @@ class TestAuditHashing:
         assert chain_hash(GENESIS, fields) == expected
         assert len(expected) == 64
 
-    @pytest.mark.parametrize("change", [
-        {"seq": 2}, {"actor": "nurse.endocrinology"}, {"action": "patient.update"},
-        {"patient_id": 43}, {"outcome": "denied"}, {"source": "10.0.0.6"},
-        {"detail": {"criteria": ["phone_tail"], "results": 2}},
-        {"at": datetime(2025, 3, 1, 8, 30, 0, 1, tzinfo=UTC)},
-    ])
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"seq": 2},
+            {"actor": "nurse.endocrinology"},
+            {"action": "patient.update"},
+            {"patient_id": 43},
+            {"outcome": "denied"},
+            {"source": "10.0.0.6"},
+            {"detail": {"criteria": ["phone_tail"], "results": 2}},
+            {"at": datetime(2025, 3, 1, 8, 30, 0, 1, tzinfo=UTC)},
+        ],
+    )
     def test_any_change_to_an_event_changes_its_hash(self, change):
         assert chain_hash(GENESIS, event(**change)) != chain_hash(GENESIS, event())
 
@@ -78,9 +94,19 @@ class FakeRows:
 
 
 class TestPagination:
-    @pytest.mark.parametrize(("value", "expected"), [
-        ("7", 7), (7, 7), ("0", 1), ("-3", 1), ("999", 50), ("abc", 10), (None, 10), ("2.5", 10),
-    ])
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("7", 7),
+            (7, 7),
+            ("0", 1),
+            ("-3", 1),
+            ("999", 50),
+            ("abc", 10),
+            (None, 10),
+            ("2.5", 10),
+        ],
+    )
     def test_to_int_is_bounded_and_forgiving(self, value, expected):
         assert to_int(value, 10, low=1, high=50) == expected
 
@@ -118,8 +144,9 @@ class TestPagination:
 
 
 class TestCsvCells:
-    @pytest.mark.parametrize("value", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)",
-                                       "\t=1", "\r=1"])
+    @pytest.mark.parametrize(
+        "value", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+    )
     def test_formula_triggers_are_neutralised(self, value):
         assert safe_cell(value) == "'" + value
 
@@ -134,11 +161,14 @@ class TestCsvCells:
 
 
 class TestAge:
-    @pytest.mark.parametrize(("born", "today", "age"), [
-        (date(1960, 5, 1), date(2025, 4, 30), 64),
-        (date(1960, 5, 1), date(2025, 5, 1), 65),
-        (date(2000, 2, 29), date(2025, 2, 28), 24),
-        (date(2000, 2, 29), date(2025, 3, 1), 25),
-    ])
+    @pytest.mark.parametrize(
+        ("born", "today", "age"),
+        [
+            (date(1960, 5, 1), date(2025, 4, 30), 64),
+            (date(1960, 5, 1), date(2025, 5, 1), 65),
+            (date(2000, 2, 29), date(2025, 2, 28), 24),
+            (date(2000, 2, 29), date(2025, 3, 1), 25),
+        ],
+    )
     def test_whole_years(self, born, today, age):
         assert age_on(born, today) == age

@@ -35,8 +35,13 @@ def _org_admin(request: HttpRequest) -> bool:
     return bool(
         user.is_active
         and user.is_staff
-        and (user.is_superuser or (getattr(user, "organisation_id", None)
-                                   and allowed(getattr(user, "role", ""), Action.ORG_MANAGE)))
+        and (
+            user.is_superuser
+            or (
+                getattr(user, "organisation_id", None)
+                and allowed(getattr(user, "role", ""), Action.ORG_MANAGE)
+            )
+        )
     )
 
 
@@ -66,20 +71,30 @@ class OrgScoped:
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if not request.user.is_superuser:
             org = _org(request)
-            scopes = {Organisation: "pk", Department: "organisation", Staff: "organisation",
-                      CareTeam: "department__organisation"}
+            scopes = {
+                Organisation: "pk",
+                Department: "organisation",
+                Staff: "organisation",
+                CareTeam: "department__organisation",
+            }
             if db_field.related_model in scopes:
                 kwargs["queryset"] = db_field.related_model.objects.filter(
-                    **{scopes[db_field.related_model]: org})
+                    **{scopes[db_field.related_model]: org}
+                )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
 
 
 def _audit(request: HttpRequest, action: str, obj: Any, detail: dict[str, Any]) -> None:
-    audit.append(action=action, actor_id=request.user.pk,
-                 actor_name=request.user.get_username(),
-                 organisation_id=getattr(request.user, "organisation_id", None),
-                 object_type=obj._meta.label_lower, object_id=obj.pk,
-                 source=str(request.META.get("REMOTE_ADDR", ""))[:64], detail=detail)
+    audit.append(
+        action=action,
+        actor_id=request.user.pk,
+        actor_name=request.user.get_username(),
+        organisation_id=getattr(request.user, "organisation_id", None),
+        object_type=obj._meta.label_lower,
+        object_id=obj.pk,
+        source=str(request.META.get("REMOTE_ADDR", ""))[:64],
+        detail=detail,
+    )
 
 
 @admin.register(Organisation)
@@ -101,8 +116,12 @@ class DepartmentAdmin(OrgScoped, admin.ModelAdmin):
         if not request.user.is_superuser:
             obj.organisation_id = _org(request)
         super().save_model(request, obj, form, change)
-        _audit(request, "department.update" if change else "department.create", obj,
-               {"fields": list(form.changed_data)})
+        _audit(
+            request,
+            "department.update" if change else "department.create",
+            obj,
+            {"fields": list(form.changed_data)},
+        )
 
     def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
         return () if request.user.is_superuser else ("organisation",)
@@ -132,8 +151,12 @@ class CareTeamAdmin(OrgScoped, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        _audit(request, "careteam.update" if change else "careteam.create", obj,
-               {"fields": list(form.changed_data)})
+        _audit(
+            request,
+            "careteam.update" if change else "careteam.create",
+            obj,
+            {"fields": list(form.changed_data)},
+        )
 
 
 class MembershipInline(admin.TabularInline):
@@ -182,10 +205,18 @@ class StaffAdmin(OrgScoped, UserAdmin):
         obj.is_staff = allowed(obj.role, Action.ORG_MANAGE) or obj.is_superuser
         super().save_model(request, obj, form, change)
         # Role and account changes are security events: they go on the audit trail.
-        _audit(request, "staff.update" if change else "staff.create", obj,
-               {"fields": [f for f in form.changed_data if f not in ("password", "password1",
-                                                                     "password2")],
-                "role": obj.role, "active": obj.is_active})
+        _audit(
+            request,
+            "staff.update" if change else "staff.create",
+            obj,
+            {
+                "fields": [
+                    f for f in form.changed_data if f not in ("password", "password1", "password2")
+                ],
+                "role": obj.role,
+                "active": obj.is_active,
+            },
+        )
         if change and "is_active" in form.changed_data and not obj.is_active:
             from careloop.accounts import services
 

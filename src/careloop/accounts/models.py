@@ -71,7 +71,9 @@ class Staff(AbstractUser):
     role = models.CharField(_("role"), max_length=20, choices=ROLE_CHOICES, default=Role.NURSE)
     display_name = models.CharField(_("display name"), max_length=100, blank=True)
     language = models.CharField(
-        _("language"), max_length=10, choices=[("zh-hans", "简体中文"), ("en", "English")],
+        _("language"),
+        max_length=10,
+        choices=[("zh-hans", "简体中文"), ("en", "English")],
         default="zh-hans",
     )
     departments = models.ManyToManyField(
@@ -102,7 +104,11 @@ class CareTeam(models.Model):
     department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="care_teams")
     name = models.CharField(pgettext_lazy("of a thing", "name"), max_length=200)
     responsible_doctor = models.ForeignKey(
-        Staff, on_delete=models.PROTECT, related_name="responsible_for", null=True, blank=True,
+        Staff,
+        on_delete=models.PROTECT,
+        related_name="responsible_for",
+        null=True,
+        blank=True,
         verbose_name=_("responsible doctor"),
     )
     members = models.ManyToManyField(Staff, through="CareTeamMember", related_name="care_teams")
@@ -126,9 +132,7 @@ class CareTeamMember(models.Model):
     team_role = models.CharField(max_length=10, choices=TeamRole.choices, default=TeamRole.NURSE)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["team", "staff"], name="uniq_team_member")
-        ]
+        constraints = [models.UniqueConstraint(fields=["team", "staff"], name="uniq_team_member")]
 
 
 class ApiToken(models.Model):

@@ -34,16 +34,20 @@ def clear_failures(username: str) -> None:
 def issue_token(staff: Staff, label: str = "") -> str:
     """Create a bearer token; the raw value is returned once and never stored."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    ApiToken.objects.create(staff=staff, digest=ApiToken.digest_of(raw), prefix=raw[:10],
-                            label=label[:100])
+    ApiToken.objects.create(
+        staff=staff, digest=ApiToken.digest_of(raw), prefix=raw[:10], label=label[:100]
+    )
     return raw
 
 
 def staff_for_token(raw: str) -> Staff | None:
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return None
-    token = (ApiToken.objects.select_related("staff")
-             .filter(digest=ApiToken.digest_of(raw), revoked_at__isnull=True).first())
+    token = (
+        ApiToken.objects.select_related("staff")
+        .filter(digest=ApiToken.digest_of(raw), revoked_at__isnull=True)
+        .first()
+    )
     if token is None or not token.staff.is_active:
         return None
     now = utc_now()
@@ -53,7 +57,9 @@ def staff_for_token(raw: str) -> Staff | None:
 
 
 def revoke_tokens(staff: Staff) -> int:
-    return ApiToken.objects.filter(staff=staff, revoked_at__isnull=True).update(revoked_at=utc_now())
+    return ApiToken.objects.filter(staff=staff, revoked_at__isnull=True).update(
+        revoked_at=utc_now()
+    )
 
 
 def set_language(staff: Staff, language: str) -> None:
@@ -63,13 +69,27 @@ def set_language(staff: Staff, language: str) -> None:
 
 
 @transaction.atomic
-def create_staff(*, organisation_id: int | None, username: str, password: str, role: str,
-                 department_ids: list[int] | None = None, display_name: str = "",
-                 email: str = "", language: str = "zh-hans") -> Staff:
+def create_staff(
+    *,
+    organisation_id: int | None,
+    username: str,
+    password: str,
+    role: str,
+    department_ids: list[int] | None = None,
+    display_name: str = "",
+    email: str = "",
+    language: str = "zh-hans",
+) -> Staff:
     Role(role)  # refuse unknown roles
-    staff = Staff(username=username, organisation_id=organisation_id, role=role,
-                  display_name=display_name, email=email, language=language,
-                  is_staff=role == Role.ORG_ADMIN)
+    staff = Staff(
+        username=username,
+        organisation_id=organisation_id,
+        role=role,
+        display_name=display_name,
+        email=email,
+        language=language,
+        is_staff=role == Role.ORG_ADMIN,
+    )
     staff.set_password(password)
     staff.save()
     for dept in department_ids or []:

@@ -16,12 +16,30 @@ router = Router(tags=["audit"])
 
 
 @router.get("/events", summary="Search audit events of the caller's organisation")
-def list_events(request: HttpRequest, patient: int | None = None, actor: str = "",
-                action: str = "", outcome: str = "", date_from: date | None = None,
-                date_to: date | None = None, page: int = 1, size: int = 50) -> dict[str, Any]:
+def list_events(
+    request: HttpRequest,
+    patient: int | None = None,
+    actor: str = "",
+    action: str = "",
+    outcome: str = "",
+    date_from: date | None = None,
+    date_to: date | None = None,
+    page: int = 1,
+    size: int = 50,
+) -> dict[str, Any]:
     who = Actor.from_api(request)
-    flt = selectors.AuditFilter(patient_id=patient, actor=actor, action=action, outcome=outcome,
-                                date_from=date_from, date_to=date_to)
+    flt = selectors.AuditFilter(
+        patient_id=patient,
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        date_from=date_from,
+        date_to=date_to,
+    )
     result = paginate(selectors.events(who, flt), page, size)
-    return {"total": result.total, "page": result.number, "size": result.size,
-            "items": [selectors.as_row(e) for e in result.items]}
+    return {
+        "total": result.total,
+        "page": result.number,
+        "size": result.size,
+        "items": [selectors.as_row(e) for e in result.items],
+    }

@@ -45,24 +45,43 @@ def events(actor: Actor, flt: AuditFilter, *, export: bool = False) -> QuerySet[
         qs = qs.filter(Q(action=flt.action) | Q(action__startswith=flt.action.rstrip(".") + "."))
     if flt.outcome:
         qs = qs.filter(outcome=flt.outcome)
-    tz = ZoneInfo(actor.user.organisation.time_zone if actor.user.organisation
-                  else settings.TIME_ZONE)
+    tz = ZoneInfo(
+        actor.user.organisation.time_zone if actor.user.organisation else settings.TIME_ZONE
+    )
     if flt.date_from:
         qs = qs.filter(at__gte=datetime.combine(flt.date_from, time.min, tzinfo=tz))
     if flt.date_to:
-        qs = qs.filter(at__lt=datetime.combine(flt.date_to + timedelta(days=1), time.min, tzinfo=tz))
-    services.record(actor, "audit.export" if export else "audit.search",
-                    detail={"filters": sorted(k for k, v in flt.__dict__.items() if v)})
+        qs = qs.filter(
+            at__lt=datetime.combine(flt.date_to + timedelta(days=1), time.min, tzinfo=tz)
+        )
+    services.record(
+        actor,
+        "audit.export" if export else "audit.search",
+        detail={"filters": sorted(k for k, v in flt.__dict__.items() if v)},
+    )
     return qs.order_by("-at", "-id")
 
 
 def action_names(actor: Actor) -> list[str]:
     _require(actor, Action.AUDIT_VIEW)
-    return sorted(set(AuditEvent.objects.filter(organisation_id=actor.organisation_id)
-                      .values_list("action", flat=True).distinct()[:500]))
+    return sorted(
+        set(
+            AuditEvent.objects.filter(organisation_id=actor.organisation_id)
+            .values_list("action", flat=True)
+            .distinct()[:500]
+        )
+    )
 
 
 def as_row(e: AuditEvent) -> dict[str, Any]:
-    return {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "outcome": e.outcome,
-            "patient_id": e.patient_id, "object_type": e.object_type, "object_id": e.object_id,
-            "source": e.source, "seq": e.seq}
+    return {
+        "at": e.at.isoformat(),
+        "actor": e.actor,
+        "action": e.action,
+        "outcome": e.outcome,
+        "patient_id": e.patient_id,
+        "object_type": e.object_type,
+        "object_id": e.object_id,
+        "source": e.source,
+        "seq": e.seq,
+    }

@@ -158,9 +158,7 @@ def verify(batch: int = 5000) -> Verification:
         for event in qs.iterator(chunk_size=batch):
             result.checked += 1
             if event.seq != expected_seq:
-                result.problems.append(
-                    f"{chain}: rows {expected_seq}..{event.seq - 1} are missing"
-                )
+                result.problems.append(f"{chain}: rows {expected_seq}..{event.seq - 1} are missing")
                 prev = event.prev_hash
             if event.prev_hash != prev:
                 result.problems.append(f"{chain} #{event.seq}: link to the previous row is broken")

@@ -49,9 +49,17 @@ def audit_list(request: HttpRequest, actor: Actor) -> HttpResponse:
     page = paginate(selectors.events(actor, flt), request.GET.get("page"), 50)
     query = request.GET.copy()
     query.pop("page", None)
-    context = {"page": page, "flt": flt, "actions": selectors.action_names(actor),
-               "outcomes": Outcome.choices, "query": query.urlencode(), "problems": problems}
-    return render(request, "audit/_results.html" if is_htmx(request) else "audit/list.html", context)
+    context = {
+        "page": page,
+        "flt": flt,
+        "actions": selectors.action_names(actor),
+        "outcomes": Outcome.choices,
+        "query": query.urlencode(),
+        "problems": problems,
+    }
+    return render(
+        request, "audit/_results.html" if is_htmx(request) else "audit/list.html", context
+    )
 
 
 @staff_page
@@ -64,8 +72,17 @@ def audit_export(request: HttpRequest, actor: Actor) -> HttpResponseBase:
             return value
 
     writer = csv.writer(Echo())
-    header = ["seq", "at", "actor", "action", "outcome", "patient_id", "object_type", "object_id",
-              "source"]
+    header = [
+        "seq",
+        "at",
+        "actor",
+        "action",
+        "outcome",
+        "patient_id",
+        "object_type",
+        "object_id",
+        "source",
+    ]
 
     def rows():  # type: ignore[no-untyped-def]
         yield "\ufeff" + writer.writerow(header)  # BOM so spreadsheet programs read UTF-8

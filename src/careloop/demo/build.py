@@ -27,33 +27,54 @@ DEPARTMENTS = [
 
 PROFILES: dict[str, dict[str, Any]] = {
     "hypertension": {
-        "dept": "cardiology", "ages": (45, 85),
+        "dept": "cardiology",
+        "ages": (45, 85),
         "conditions": [("I10", "38341003", "原发性高血压")],
-        "meds": [("氨氯地平片", "5", "mg", "qd"), ("缬沙坦胶囊", "80", "mg", "qd"),
-                 ("美托洛尔缓释片", "47.5", "mg", "qd"), ("阿司匹林肠溶片", "100", "mg", "qd")],
+        "meds": [
+            ("氨氯地平片", "5", "mg", "qd"),
+            ("缬沙坦胶囊", "80", "mg", "qd"),
+            ("美托洛尔缓释片", "47.5", "mg", "qd"),
+            ("阿司匹林肠溶片", "100", "mg", "qd"),
+        ],
     },
     "post_pci": {
-        "dept": "cardiology", "ages": (50, 80),
-        "conditions": [("I25.1", "53741008", "冠状动脉粥样硬化性心脏病"),
-                       ("Z95.5", "", "冠状动脉支架植入术后")],
-        "meds": [("阿司匹林肠溶片", "100", "mg", "qd"), ("氯吡格雷片", "75", "mg", "qd"),
-                 ("阿托伐他汀钙片", "20", "mg", "qn")],
+        "dept": "cardiology",
+        "ages": (50, 80),
+        "conditions": [
+            ("I25.1", "53741008", "冠状动脉粥样硬化性心脏病"),
+            ("Z95.5", "", "冠状动脉支架植入术后"),
+        ],
+        "meds": [
+            ("阿司匹林肠溶片", "100", "mg", "qd"),
+            ("氯吡格雷片", "75", "mg", "qd"),
+            ("阿托伐他汀钙片", "20", "mg", "qn"),
+        ],
     },
     "diabetes": {
-        "dept": "endocrinology", "ages": (35, 80),
+        "dept": "endocrinology",
+        "ages": (35, 80),
         "conditions": [("E11.9", "44054006", "2型糖尿病")],
-        "meds": [("二甲双胍片", "0.5", "g", "tid"), ("格列美脲片", "2", "mg", "qd"),
-                 ("阿卡波糖片", "50", "mg", "tid"), ("甘精胰岛素注射液", "12", "U", "qn")],
+        "meds": [
+            ("二甲双胍片", "0.5", "g", "tid"),
+            ("格列美脲片", "2", "mg", "qd"),
+            ("阿卡波糖片", "50", "mg", "tid"),
+            ("甘精胰岛素注射液", "12", "U", "qn"),
+        ],
     },
     "both": {
-        "dept": "both", "ages": (50, 85),
+        "dept": "both",
+        "ages": (50, 85),
         "conditions": [("I10", "38341003", "原发性高血压"), ("E11.9", "44054006", "2型糖尿病")],
         "meds": [("二甲双胍片", "0.5", "g", "bid"), ("氨氯地平片", "5", "mg", "qd")],
     },
 }
-ALLERGENS = [("青霉素", "medication", "皮疹", "moderate"), ("磺胺类药物", "medication", "荨麻疹", "mild"),
-             ("头孢类抗生素", "medication", "过敏性休克", "severe"), ("海鲜", "food", "瘙痒", "mild"),
-             ("花粉", "environment", "鼻炎", "mild")]
+ALLERGENS = [
+    ("青霉素", "medication", "皮疹", "moderate"),
+    ("磺胺类药物", "medication", "荨麻疹", "mild"),
+    ("头孢类抗生素", "medication", "过敏性休克", "severe"),
+    ("海鲜", "food", "瘙痒", "mild"),
+    ("花粉", "environment", "鼻炎", "mild"),
+]
 FAMILY = [("父亲", "高血压"), ("母亲", "2型糖尿病"), ("父亲", "冠心病"), ("母亲", "脑卒中")]
 
 
@@ -69,18 +90,25 @@ def build(patients: int = 200, seed: int = 7) -> DemoResult:
     rng = random.Random(seed)
     today = utc_now().date()
     with transaction.atomic():
-        org = Organisation.objects.create(name="示范医院 (CareLoop Demo Hospital)", code="demo",
-                                          time_zone="Asia/Shanghai")
-        depts = {code: Department.objects.create(organisation=org, code=code, name=zh, name_en=en)
-                 for code, zh, en in DEPARTMENTS}
+        org = Organisation.objects.create(
+            name="示范医院 (CareLoop Demo Hospital)", code="demo", time_zone="Asia/Shanghai"
+        )
+        depts = {
+            code: Department.objects.create(organisation=org, code=code, name=zh, name_en=en)
+            for code, zh, en in DEPARTMENTS
+        }
         result = DemoResult(organisation=org)
         staff: dict[str, Staff] = {}
 
         def person(username: str, role: Role, dept_codes: list[str], display: str) -> Staff:
             password = secrets.token_urlsafe(9)
             user = accounts.create_staff(
-                organisation_id=org.pk, username=username, password=password, role=role,
-                department_ids=[depts[c].pk for c in dept_codes], display_name=display,
+                organisation_id=org.pk,
+                username=username,
+                password=password,
+                role=role,
+                department_ids=[depts[c].pk for c in dept_codes],
+                display_name=display,
             )
             result.logins.append((username, password, str(role)))
             staff[username] = user
@@ -94,16 +122,23 @@ def build(patients: int = 200, seed: int = 7) -> DemoResult:
             person(f"nurse.{code}", Role.NURSE, [code], people.chinese_name(rng, "female") + "护士")
         teams = {}
         for code, zh, _en in DEPARTMENTS:
-            team = CareTeam.objects.create(department=depts[code], name=f"{zh}随访组",
-                                           responsible_doctor=staff[f"doctor.{code}"])
-            CareTeamMember.objects.create(team=team, staff=staff[f"doctor.{code}"],
-                                          team_role=CareTeamMember.TeamRole.DOCTOR)
-            CareTeamMember.objects.create(team=team, staff=staff[f"nurse.{code}"],
-                                          team_role=CareTeamMember.TeamRole.NURSE)
+            team = CareTeam.objects.create(
+                department=depts[code],
+                name=f"{zh}随访组",
+                responsible_doctor=staff[f"doctor.{code}"],
+            )
+            CareTeamMember.objects.create(
+                team=team, staff=staff[f"doctor.{code}"], team_role=CareTeamMember.TeamRole.DOCTOR
+            )
+            CareTeamMember.objects.create(
+                team=team, staff=staff[f"nurse.{code}"], team_role=CareTeamMember.TeamRole.NURSE
+            )
             teams[code] = team
 
-    actors = {code: Actor(user=staff[f"head.{code}"], source="demo", channel="demo")
-              for code, _zh, _en in DEPARTMENTS}
+    actors = {
+        code: Actor(user=staff[f"head.{code}"], source="demo", channel="demo")
+        for code, _zh, _en in DEPARTMENTS
+    }
     kinds = list(PROFILES)
     weights = [4, 2, 4, 2]
     for i in range(patients):
@@ -112,9 +147,16 @@ def build(patients: int = 200, seed: int = 7) -> DemoResult:
     return result
 
 
-def _one_patient(rng: random.Random, i: int, profile_key: str, today: date,
-                 actors: dict[str, Actor], depts: dict[str, Department],
-                 teams: dict[str, CareTeam], result: DemoResult) -> None:
+def _one_patient(
+    rng: random.Random,
+    i: int,
+    profile_key: str,
+    today: date,
+    actors: dict[str, Actor],
+    depts: dict[str, Department],
+    teams: dict[str, CareTeam],
+    result: DemoResult,
+) -> None:
     profile = PROFILES[profile_key]
     sex = rng.choice(["male", "female"])
     born = people.birth_date(rng, today, *profile["ages"])
@@ -124,78 +166,166 @@ def _one_patient(rng: random.Random, i: int, profile_key: str, today: date,
     if rng.random() < 0.25:
         phones.append(people.mobile(rng))
     data = {
-        "name": people.chinese_name(rng, sex), "sex": sex, "date_of_birth": born.isoformat(),
-        "national_id": people.resident_id(rng, born, sex, serial=i), "phones": phones,
-        "record_number": f"MZ{2024000000 + i * 7:010d}", "address": people.address(rng),
-        "preferred_language": "zh-hans", "time_zone": "Asia/Shanghai",
+        "name": people.chinese_name(rng, sex),
+        "sex": sex,
+        "date_of_birth": born.isoformat(),
+        "national_id": people.resident_id(rng, born, sex, serial=i),
+        "phones": phones,
+        "record_number": f"MZ{2024000000 + i * 7:010d}",
+        "address": people.address(rng),
+        "preferred_language": "zh-hans",
+        "time_zone": "Asia/Shanghai",
         "preferred_channels": rng.choice([["sms"], ["wechat"], ["wechat", "sms"], ["voice"]]),
-        "contact_window_start": time(9, 0).isoformat(), "contact_window_end": time(20, 0).isoformat(),
-        "quiet_hours_start": time(22, 0).isoformat(), "quiet_hours_end": time(7, 0).isoformat(),
+        "contact_window_start": time(9, 0).isoformat(),
+        "contact_window_end": time(20, 0).isoformat(),
+        "quiet_hours_start": time(22, 0).isoformat(),
+        "quiet_hours_end": time(7, 0).isoformat(),
     }
-    patient = patient_services.create_patient(actor, data, department_id=depts[home].pk,
-                                              allow_duplicate=True)
+    patient = patient_services.create_patient(
+        actor, data, department_id=depts[home].pk, allow_duplicate=True
+    )
     pm.PatientDepartment.objects.filter(patient=patient, department=depts[home]).update(
-        care_team=teams[home])
+        care_team=teams[home]
+    )
     if profile["dept"] == "both":
-        pm.PatientDepartment.objects.create(patient=patient, department=depts["endocrinology"],
-                                            care_team=teams["endocrinology"],
-                                            since=today - timedelta(days=rng.randint(10, 80)))
+        pm.PatientDepartment.objects.create(
+            patient=patient,
+            department=depts["endocrinology"],
+            care_team=teams["endocrinology"],
+            since=today - timedelta(days=rng.randint(10, 80)),
+        )
     result.patients += 1
     if not result.example and home == "cardiology":
         result.example = {"name": patient.name, "tail": phones[0][-4:], "department": "心内科"}
 
     for icd, snomed, display in profile["conditions"]:
         onset = today - timedelta(days=rng.randint(400, 4000))
-        patient_services.add_record(actor, patient.pk, "conditions", {
-            "icd10_code": icd, "snomed_code": snomed, "display": display,
-            "onset_date": onset.isoformat(), "status": "active"})
+        patient_services.add_record(
+            actor,
+            patient.pk,
+            "conditions",
+            {
+                "icd10_code": icd,
+                "snomed_code": snomed,
+                "display": display,
+                "onset_date": onset.isoformat(),
+                "status": "active",
+            },
+        )
     for name, dose, unit, freq in rng.sample(profile["meds"], k=min(len(profile["meds"]), 2)):
-        patient_services.add_record(actor, patient.pk, "medications", {
-            "name": name, "dose": dose, "unit": unit, "route": "sc" if "胰岛素" in name else "po",
-            "frequency": freq, "start_date": (today - timedelta(days=rng.randint(30, 700))).isoformat(),
-            "prescriber": str(actor.user), "status": "active"})
+        patient_services.add_record(
+            actor,
+            patient.pk,
+            "medications",
+            {
+                "name": name,
+                "dose": dose,
+                "unit": unit,
+                "route": "sc" if "胰岛素" in name else "po",
+                "frequency": freq,
+                "start_date": (today - timedelta(days=rng.randint(30, 700))).isoformat(),
+                "prescriber": str(actor.user),
+                "status": "active",
+            },
+        )
     if rng.random() < 0.3:
         substance, category, reaction, severity = rng.choice(ALLERGENS)
-        patient_services.add_record(actor, patient.pk, "allergies", {
-            "substance": substance, "category": category, "reaction": reaction,
-            "severity": severity, "noted_on": (today - timedelta(days=rng.randint(100, 3000))).isoformat()})
+        patient_services.add_record(
+            actor,
+            patient.pk,
+            "allergies",
+            {
+                "substance": substance,
+                "category": category,
+                "reaction": reaction,
+                "severity": severity,
+                "noted_on": (today - timedelta(days=rng.randint(100, 3000))).isoformat(),
+            },
+        )
     if rng.random() < 0.5:
         relation, disease = rng.choice(FAMILY)
-        patient_services.add_record(actor, patient.pk, "history", {
-            "kind": "family", "description": disease, "relation": relation})
+        patient_services.add_record(
+            actor,
+            patient.pk,
+            "history",
+            {"kind": "family", "description": disease, "relation": relation},
+        )
     if profile_key == "post_pci":
-        patient_services.add_record(actor, patient.pk, "history", {
-            "kind": "surgical", "description": "经皮冠状动脉介入治疗（PCI）+支架植入",
-            "year": today.year - rng.randint(0, 3)})
+        patient_services.add_record(
+            actor,
+            patient.pk,
+            "history",
+            {
+                "kind": "surgical",
+                "description": "经皮冠状动脉介入治疗（PCI）+支架植入",
+                "year": today.year - rng.randint(0, 3),
+            },
+        )
     smoking = rng.choices(["never", "former", "current"], [5, 3, 2])[0]
-    patient_services.add_record(actor, patient.pk, "lifestyle", {
-        "recorded_on": (today - timedelta(days=rng.randint(0, 90))).isoformat(),
-        "smoking": smoking, "cigarettes_per_day": rng.randint(5, 20) if smoking == "current" else "",
-        "alcohol": rng.choice(["none", "occasional", "regular"]),
-        "exercise": rng.choice(["none", "light", "moderate"]),
-        "exercise_minutes_per_week": rng.choice([0, 60, 150, 210]),
-        "diet": rng.choice(["低盐饮食", "糖尿病饮食", "普通饮食", "清淡饮食"]),
-        "sleep_hours": str(Decimal(rng.randint(10, 16)) / 2)})
+    patient_services.add_record(
+        actor,
+        patient.pk,
+        "lifestyle",
+        {
+            "recorded_on": (today - timedelta(days=rng.randint(0, 90))).isoformat(),
+            "smoking": smoking,
+            "cigarettes_per_day": rng.randint(5, 20) if smoking == "current" else "",
+            "alcohol": rng.choice(["none", "occasional", "regular"]),
+            "exercise": rng.choice(["none", "light", "moderate"]),
+            "exercise_minutes_per_week": rng.choice([0, 60, 150, 210]),
+            "diet": rng.choice(["低盐饮食", "糖尿病饮食", "普通饮食", "清淡饮食"]),
+            "sleep_hours": str(Decimal(rng.randint(10, 16)) / 2),
+        },
+    )
     # Visits spread over the last 90 days.
     for _ in range(rng.randint(1, 3)):
         visit = today - timedelta(days=rng.randint(0, 90))
         inpatient = profile_key == "post_pci" and rng.random() < 0.4
-        patient_services.add_record(actor, patient.pk, "visits", {
-            "kind": "inpatient" if inpatient else rng.choice(["outpatient", "follow_up"]),
-            "department": depts[home].pk, "attending": str(teams[home].responsible_doctor or ""),
-            "diagnoses": "、".join(c[2] for c in profile["conditions"]),
-            "admitted_on": visit.isoformat(),
-            "discharged_on": (visit + timedelta(days=rng.randint(3, 7))).isoformat()
-            if inpatient and visit + timedelta(days=7) <= today else "",
-            "summary": "病情稳定，继续目前治疗方案，按时复诊。"})
+        patient_services.add_record(
+            actor,
+            patient.pk,
+            "visits",
+            {
+                "kind": "inpatient" if inpatient else rng.choice(["outpatient", "follow_up"]),
+                "department": depts[home].pk,
+                "attending": str(teams[home].responsible_doctor or ""),
+                "diagnoses": "、".join(c[2] for c in profile["conditions"]),
+                "admitted_on": visit.isoformat(),
+                "discharged_on": (visit + timedelta(days=rng.randint(3, 7))).isoformat()
+                if inpatient and visit + timedelta(days=7) <= today
+                else "",
+                "summary": "病情稳定，继续目前治疗方案，按时复诊。",
+            },
+        )
     if profile_key in ("diabetes", "both"):
-        patient_services.add_record(actor, patient.pk, "reports", {
-            "kind": "lab", "title": "糖化血红蛋白", "reported_on":
-            (today - timedelta(days=rng.randint(0, 90))).isoformat(),
-            "results": [{"name": "HbA1c", "code": "4548-4", "value": round(rng.uniform(5.8, 9.8), 1),
-                         "unit": "%"}]})
+        patient_services.add_record(
+            actor,
+            patient.pk,
+            "reports",
+            {
+                "kind": "lab",
+                "title": "糖化血红蛋白",
+                "reported_on": (today - timedelta(days=rng.randint(0, 90))).isoformat(),
+                "results": [
+                    {
+                        "name": "HbA1c",
+                        "code": "4548-4",
+                        "value": round(rng.uniform(5.8, 9.8), 1),
+                        "unit": "%",
+                    }
+                ],
+            },
+        )
     for purpose in ("care_reminders", "education"):
-        patient_services.add_record(actor, patient.pk, "consents", {
-            "purpose": purpose, "channel": data["preferred_channels"][0], "granted": "on",
-            "decided_on": (today - timedelta(days=rng.randint(0, 90))).isoformat(),
-            "source": "paper"})
+        patient_services.add_record(
+            actor,
+            patient.pk,
+            "consents",
+            {
+                "purpose": purpose,
+                "channel": data["preferred_channels"][0],
+                "granted": "on",
+                "decided_on": (today - timedelta(days=rng.randint(0, 90))).isoformat(),
+                "source": "paper",
+            },
+        )

@@ -7,15 +7,41 @@ from datetime import date, timedelta
 
 from careloop.kit.identifiers import resident_id_check_char
 
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡"
+    "余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯"
+    "龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
 GIVEN_MALE = "伟强磊军勇杰涛明超刚平辉鹏华飞鑫波斌宇浩凯健俊帆建国志国庆海东文德福宝林峰"
 GIVEN_FEMALE = "芳娜敏静丽艳娟霞燕玲桂英秀兰红梅琳婷雪慧莉萍洁晶颖倩欣玉凤淑珍春华云"
 # Administrative division codes (GB/T 2260) of a few city districts.
-REGIONS = ["110105", "110108", "310104", "310115", "440106", "440305", "320102", "330106",
-           "510107", "420106", "610113", "370102"]
+REGIONS = [
+    "110105",
+    "110108",
+    "310104",
+    "310115",
+    "440106",
+    "440305",
+    "320102",
+    "330106",
+    "510107",
+    "420106",
+    "610113",
+    "370102",
+]
 STREETS = ["人民路", "解放路", "中山路", "建设路", "和平路", "光明街", "文化路", "长江路", "黄河路"]
-CITIES = ["北京市朝阳区", "北京市海淀区", "上海市徐汇区", "上海市浦东新区", "广州市天河区",
-          "深圳市南山区", "南京市玄武区", "杭州市西湖区", "成都市武侯区", "武汉市武昌区"]
+CITIES = [
+    "北京市朝阳区",
+    "北京市海淀区",
+    "上海市徐汇区",
+    "上海市浦东新区",
+    "广州市天河区",
+    "深圳市南山区",
+    "南京市玄武区",
+    "杭州市西湖区",
+    "成都市武侯区",
+    "武汉市武昌区",
+]
 
 
 def chinese_name(rng: random.Random, sex: str) -> str:
@@ -41,5 +67,7 @@ def mobile(rng: random.Random) -> str:
 
 
 def address(rng: random.Random) -> str:
-    return (f"{rng.choice(CITIES)}{rng.choice(STREETS)}{rng.randint(1, 300)}号"
-            f"{rng.randint(1, 30)}栋{rng.randint(101, 2806)}室")
+    return (
+        f"{rng.choice(CITIES)}{rng.choice(STREETS)}{rng.randint(1, 300)}号"
+        f"{rng.randint(1, 30)}栋{rng.randint(101, 2806)}室"
+    )

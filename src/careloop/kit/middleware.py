@@ -29,7 +29,9 @@ class SecurityHeadersMiddleware:
         relaxed = path.startswith("/api/docs") or path.startswith("/admin/")
         response.headers.setdefault("Content-Security-Policy", DOCS_CSP if relaxed else CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        response.headers.setdefault(
+            "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
+        )
         user = getattr(request, "user", None)
         # API callers authenticate by bearer token (request.auth), not by session.
         if (user is not None and user.is_authenticated) or getattr(request, "auth", None):

@@ -1,6 +1,5 @@
 """JSON API of the patient record: /api/patients and its sub-resources."""
 
-
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -150,8 +149,11 @@ def create_patient(request: HttpRequest, payload: PatientIn) -> dict[str, Any]:
     if data.get("time_zone") is None:
         data.pop("time_zone")
     patient = services.create_patient(
-        Actor.from_api(request), data, department_id=options["department"],
-        link_existing=options["link_existing"], allow_duplicate=options["allow_duplicate"],
+        Actor.from_api(request),
+        data,
+        department_id=options["department"],
+        link_existing=options["link_existing"],
+        allow_duplicate=options["allow_duplicate"],
     )
     return _patient_out(patient)
 
@@ -161,19 +163,27 @@ def get_patient(request: HttpRequest, patient_id: int) -> dict[str, Any]:
     return _patient_out(selectors.get_patient(Actor.from_api(request), patient_id))
 
 
-@router.patch("/{patient_id}", response=PatientOut,
-              summary="Change a patient; send the version you read (or If-Match)")
+@router.patch(
+    "/{patient_id}",
+    response=PatientOut,
+    summary="Change a patient; send the version you read (or If-Match)",
+)
 def patch_patient(request: HttpRequest, patient_id: int, payload: PatientPatch) -> dict[str, Any]:
-    patient = services.update_patient(Actor.from_api(request), patient_id, _given(payload),
-                                      _version(request, payload.version))
+    patient = services.update_patient(
+        Actor.from_api(request), patient_id, _given(payload), _version(request, payload.version)
+    )
     return _patient_out(patient)
 
 
-@router.post("/{patient_id}/merge", response=PatientOut,
-             summary="Merge another record (a duplicate) into this one")
+@router.post(
+    "/{patient_id}/merge",
+    response=PatientOut,
+    summary="Merge another record (a duplicate) into this one",
+)
 def merge_patient(request: HttpRequest, patient_id: int, payload: MergeIn) -> dict[str, Any]:
-    kept = services.merge_patients(Actor.from_api(request), patient_id, payload.other_id,
-                                   payload.other_version)
+    kept = services.merge_patients(
+        Actor.from_api(request), patient_id, payload.other_id, payload.other_version
+    )
     return _patient_out(kept)
 
 
@@ -194,9 +204,16 @@ def get_timeline(request: HttpRequest, patient_id: int) -> list[dict[str, Any]]:
 # --- sub-resources, one set of routes per kind of record ------------------------------------
 
 _PY_TYPES: dict[str, Any] = {
-    "CharField": str, "TextField": str, "EncryptedTextField": str, "DateField": date,
-    "DecimalField": Decimal, "PositiveSmallIntegerField": int, "PositiveIntegerField": int,
-    "BooleanField": bool, "ForeignKey": int, "JSONField": list[dict[str, Any]],
+    "CharField": str,
+    "TextField": str,
+    "EncryptedTextField": str,
+    "DateField": date,
+    "DecimalField": Decimal,
+    "PositiveSmallIntegerField": int,
+    "PositiveIntegerField": int,
+    "BooleanField": bool,
+    "ForeignKey": int,
+    "JSONField": list[dict[str, Any]],
 }
 
 
@@ -204,21 +221,35 @@ def _schemas(kind: RecordKind) -> tuple[type[Schema], type[Schema], type[Schema]
     fields = [n for n in kind.fields if n != "file"]
     ins: dict[str, Any] = {}
     patch: dict[str, Any] = {"version": (int | None, None)}
-    outs: dict[str, Any] = {"id": (int, ...), "version": (int, ...),
-                            "created_at": (datetime, ...), "updated_at": (datetime, ...)}
+    outs: dict[str, Any] = {
+        "id": (int, ...),
+        "version": (int, ...),
+        "created_at": (datetime, ...),
+        "updated_at": (datetime, ...),
+    }
     model = kind.model
     for name in fields:
         f = model._meta.get_field(name)
-        typ = _PY_TYPES[type(f).__name__ if type(f).__name__ in _PY_TYPES
-                        else f.get_internal_type()]
-        required = not (getattr(f, "blank", True) or getattr(f, "null", True)
-                        or getattr(f, "has_default", lambda: True)())
+        typ = _PY_TYPES[
+            type(f).__name__ if type(f).__name__ in _PY_TYPES else f.get_internal_type()
+        ]
+        required = not (
+            getattr(f, "blank", True)
+            or getattr(f, "null", True)
+            or getattr(f, "has_default", lambda: True)()
+        )
         ins[name] = (typ, ...) if required else (typ | None, None)
         patch[name] = (typ | None, None)
         outs[name] = (typ | None, None)
     if kind.model is m.Report:
-        outs.update({"file_name": (str, ""), "content_type": (str, ""), "size": (int, 0),
-                     "file": (str | None, None)})
+        outs.update(
+            {
+                "file_name": (str, ""),
+                "content_type": (str, ""),
+                "size": (int, 0),
+                "file": (str | None, None),
+            }
+        )
     title = kind.model.__name__
     return (_make(f"{title}In", ins), _make(f"{title}Patch", patch), _make(f"{title}Out", outs))
 
@@ -247,49 +278,82 @@ def _register(kind: RecordKind) -> None:
     def out(row: Any) -> dict[str, Any]:
         data = serialise(row, kind.fields)
         if kind.model is m.Report:
-            data.update(file_name=row.file_name, content_type=row.content_type, size=row.size,
-                        file=f"/api/patients/{row.patient_id}/reports/{row.pk}/file"
-                        if row.file else None)
+            data.update(
+                file_name=row.file_name,
+                content_type=row.content_type,
+                size=row.size,
+                file=f"/api/patients/{row.patient_id}/reports/{row.pk}/file" if row.file else None,
+            )
         return data
 
-    @router.get(base, response=list[Out],  # type: ignore[valid-type]
-                summary=f"List {label}", operation_id=f"list_{kind.key}")
+    @router.get(
+        base,
+        response=list[Out],  # type: ignore[valid-type]
+        summary=f"List {label}",
+        operation_id=f"list_{kind.key}",
+    )
     def list_rows(request: HttpRequest, patient_id: int) -> list[dict[str, Any]]:
         _, rows = selectors.list_records(Actor.from_api(request), patient_id, kind.key)
         return [out(r) for r in rows]
 
-    @router.post(base, response={201: Out}, summary=f"Add to {label}",
-                 operation_id=f"create_{kind.key}")
-    def create_row(request: HttpRequest, patient_id: int,
-                   payload: In = Body(...)) -> dict[str, Any]:  # type: ignore[valid-type]
+    @router.post(
+        base, response={201: Out}, summary=f"Add to {label}", operation_id=f"create_{kind.key}"
+    )
+    def create_row(
+        request: HttpRequest,
+        patient_id: int,
+        payload: In = Body(...),  # type: ignore[valid-type]
+    ) -> dict[str, Any]:
         data = _wire(payload.dict(exclude_unset=True))  # type: ignore[attr-defined]
         row = services.add_record(Actor.from_api(request), patient_id, kind.key, data)
         return out(row)  # the one response model is 201
 
-    @router.get(f"{base}/{{record_id}}", response=Out, summary=f"One of {label}",
-                operation_id=f"get_{kind.key}")
+    @router.get(
+        f"{base}/{{record_id}}",
+        response=Out,
+        summary=f"One of {label}",
+        operation_id=f"get_{kind.key}",
+    )
     def get_row(request: HttpRequest, patient_id: int, record_id: int) -> dict[str, Any]:
         _, row = selectors.get_record(Actor.from_api(request), patient_id, kind.key, record_id)
         return out(row)
 
-    @router.patch(f"{base}/{{record_id}}", response=Out,
-                  summary=f"Change one of {label}; send its version (or If-Match)",
-                  operation_id=f"patch_{kind.key}")
-    def patch_row(request: HttpRequest, patient_id: int, record_id: int,
-                  payload: Patch = Body(...)) -> dict[str, Any]:  # type: ignore[valid-type]
+    @router.patch(
+        f"{base}/{{record_id}}",
+        response=Out,
+        summary=f"Change one of {label}; send its version (or If-Match)",
+        operation_id=f"patch_{kind.key}",
+    )
+    def patch_row(
+        request: HttpRequest,
+        patient_id: int,
+        record_id: int,
+        payload: Patch = Body(...),  # type: ignore[valid-type]
+    ) -> dict[str, Any]:
         given = payload.dict(exclude_unset=True)  # type: ignore[attr-defined]
         version = given.pop("version", None)
-        row = services.update_record(Actor.from_api(request), patient_id, kind.key, record_id,
-                                     _wire(given), _version(request, version))
+        row = services.update_record(
+            Actor.from_api(request),
+            patient_id,
+            kind.key,
+            record_id,
+            _wire(given),
+            _version(request, version),
+        )
         return out(row)
 
-    @router.delete(f"{base}/{{record_id}}", response={204: None},
-                   summary=f"Mark one of {label} as entered in error (kept in history)",
-                   operation_id=f"delete_{kind.key}")
-    def delete_row(request: HttpRequest, patient_id: int, record_id: int,
-                   version: int | None = None) -> None:
-        services.delete_record(Actor.from_api(request), patient_id, kind.key, record_id,
-                               _version(request, version))
+    @router.delete(
+        f"{base}/{{record_id}}",
+        response={204: None},
+        summary=f"Mark one of {label} as entered in error (kept in history)",
+        operation_id=f"delete_{kind.key}",
+    )
+    def delete_row(
+        request: HttpRequest, patient_id: int, record_id: int, version: int | None = None
+    ) -> None:
+        services.delete_record(
+            Actor.from_api(request), patient_id, kind.key, record_id, _version(request, version)
+        )
 
 
 for _kind in KINDS.values():
@@ -297,8 +361,13 @@ for _kind in KINDS.values():
 
 
 @router.post("/{patient_id}/reports/{record_id}/file", summary="Attach a PDF/PNG/JPEG to a report")
-def upload_report_file(request: HttpRequest, patient_id: int, record_id: int,
-                       file: UploadedFile = File(...), version: int | None = None) -> dict[str, Any]:
+def upload_report_file(
+    request: HttpRequest,
+    patient_id: int,
+    record_id: int,
+    file: UploadedFile = File(...),
+    version: int | None = None,
+) -> dict[str, Any]:
     actor = Actor.from_api(request)
     _, row = selectors.get_record(actor, patient_id, "reports", record_id)
     data = {"version": version}
@@ -306,8 +375,9 @@ def upload_report_file(request: HttpRequest, patient_id: int, record_id: int,
         raise ValidationFailed(
             details={"version": [gettext("The version of the record is required.")]}
         )
-    row = services.update_record(actor, patient_id, "reports", record_id, {},
-                                 data["version"], files={"file": file})
+    row = services.update_record(
+        actor, patient_id, "reports", record_id, {}, data["version"], files={"file": file}
+    )
     return {"id": row.pk, "version": row.version, "file_name": row.file_name, "size": row.size}
 
 
@@ -323,5 +393,9 @@ def download_report_file(request: HttpRequest, patient_id: int, record_id: int) 
     if not row.file:
         raise NotFound()
     audit.record(actor, "reports.download", patient_id=patient.pk, obj=row)
-    return FileResponse(row.file.open("rb"), content_type=row.content_type, as_attachment=True,
-                        filename=row.file_name or "report")
+    return FileResponse(
+        row.file.open("rb"),
+        content_type=row.content_type,
+        as_attachment=True,
+        filename=row.file_name or "report",
+    )

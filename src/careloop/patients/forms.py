@@ -66,7 +66,9 @@ class PhoneListField(forms.Field):
     def to_python(self, value: Any) -> list[str]:
         if value in (None, ""):
             return []
-        items = value if isinstance(value, list | tuple) else str(value).replace("\n", ",").split(",")
+        items = (
+            value if isinstance(value, list | tuple) else str(value).replace("\n", ",").split(",")
+        )
         numbers: list[str] = []
         for raw in items:
             raw = str(raw).strip()
@@ -92,20 +94,35 @@ class PhoneListField(forms.Field):
 
 class PatientForm(forms.ModelForm):
     phones = PhoneListField(
-        label=_("phone numbers"), required=True,
+        label=_("phone numbers"),
+        required=True,
         help_text=_("The first is used for reminders; separate several with commas."),
     )
     preferred_channels = forms.MultipleChoiceField(
-        label=_("preferred channels"), choices=m.Channel.choices, required=False,
+        label=_("preferred channels"),
+        choices=m.Channel.choices,
+        required=False,
         widget=forms.CheckboxSelectMultiple,
     )
 
     class Meta:
         model = m.Patient
         fields = [
-            "name", "sex", "date_of_birth", "national_id", "record_number", "phones", "address",
-            "preferred_language", "time_zone", "preferred_channels", "contact_window_start",
-            "contact_window_end", "quiet_hours_start", "quiet_hours_end", "deceased_on",
+            "name",
+            "sex",
+            "date_of_birth",
+            "national_id",
+            "record_number",
+            "phones",
+            "address",
+            "preferred_language",
+            "time_zone",
+            "preferred_channels",
+            "contact_window_start",
+            "contact_window_end",
+            "quiet_hours_start",
+            "quiet_hours_end",
+            "deceased_on",
         ]
         widgets = {
             "date_of_birth": DateInput(),
@@ -128,7 +145,9 @@ class PatientForm(forms.ModelForm):
         born = self.cleaned_data["date_of_birth"]
         _not_future(born)
         if born < date(_today().year - 130, 1, 1):
-            raise forms.ValidationError(_("A date of birth more than 130 years ago is not plausible."))
+            raise forms.ValidationError(
+                _("A date of birth more than 130 years ago is not plausible.")
+            )
         return born
 
     def clean_deceased_on(self) -> date | None:
@@ -148,7 +167,9 @@ class PatientForm(forms.ModelForm):
     def clean_time_zone(self) -> str:
         value = self.cleaned_data["time_zone"].strip()
         if value not in known_time_zones():
-            raise forms.ValidationError(_("Unknown time zone; use an IANA name such as Asia/Shanghai."))
+            raise forms.ValidationError(
+                _("Unknown time zone; use an IANA name such as Asia/Shanghai.")
+            )
         return value
 
     def clean(self) -> dict[str, Any]:
@@ -156,15 +177,19 @@ class PatientForm(forms.ModelForm):
         nid, born, sex = data.get("national_id"), data.get("date_of_birth"), data.get("sex")
         if nid and born and resident_id_birthdate(nid) != born:
             self.add_error(
-                "national_id", _("The date of birth in this ID number does not match the date of birth.")
+                "national_id",
+                _("The date of birth in this ID number does not match the date of birth."),
             )
         elif nid and sex in (m.Sex.MALE, m.Sex.FEMALE) and resident_id_sex(nid) != sex:
             self.add_error("national_id", _("The sex encoded in this ID number does not match."))
-        for start, end in (("contact_window_start", "contact_window_end"),
-                           ("quiet_hours_start", "quiet_hours_end")):
+        for start, end in (
+            ("contact_window_start", "contact_window_end"),
+            ("quiet_hours_start", "quiet_hours_end"),
+        ):
             if bool(data.get(start)) != bool(data.get(end)):
-                self.add_error(end if data.get(start) else start,
-                               _("Give both the start and the end time."))
+                self.add_error(
+                    end if data.get(start) else start, _("Give both the start and the end time.")
+                )
         if data.get("deceased_on") and born and data["deceased_on"] < born:
             self.add_error("deceased_on", _("The date of death is before the date of birth."))
         return data
@@ -243,8 +268,18 @@ class MedicationForm(RecordForm):
 
     class Meta:
         model = m.Medication
-        fields = ["name", "code", "dose", "unit", "route", "frequency", "start_date", "end_date",
-                  "prescriber", "status"]
+        fields = [
+            "name",
+            "code",
+            "dose",
+            "unit",
+            "route",
+            "frequency",
+            "start_date",
+            "end_date",
+            "prescriber",
+            "status",
+        ]
         widgets = {"start_date": DateInput(), "end_date": DateInput()}
 
     def clean_dose(self) -> Any:
@@ -284,8 +319,16 @@ class LifestyleForm(RecordForm):
 
     class Meta:
         model = m.Lifestyle
-        fields = ["recorded_on", "smoking", "cigarettes_per_day", "alcohol", "exercise",
-                  "exercise_minutes_per_week", "diet", "sleep_hours"]
+        fields = [
+            "recorded_on",
+            "smoking",
+            "cigarettes_per_day",
+            "alcohol",
+            "exercise",
+            "exercise_minutes_per_week",
+            "diet",
+            "sleep_hours",
+        ]
         widgets = {"recorded_on": DateInput()}
 
     def clean_sleep_hours(self) -> Any:
@@ -300,10 +343,20 @@ class EncounterForm(RecordForm):
 
     class Meta:
         model = m.Encounter
-        fields = ["kind", "department", "attending", "diagnoses", "admitted_on", "discharged_on",
-                  "summary"]
-        widgets = {"admitted_on": DateInput(), "discharged_on": DateInput(),
-                   "summary": forms.Textarea(attrs={"rows": 3})}
+        fields = [
+            "kind",
+            "department",
+            "attending",
+            "diagnoses",
+            "admitted_on",
+            "discharged_on",
+            "summary",
+        ]
+        widgets = {
+            "admitted_on": DateInput(),
+            "discharged_on": DateInput(),
+            "summary": forms.Textarea(attrs={"rows": 3}),
+        }
 
     def __init__(self, *args: Any, organisation_id: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -330,9 +383,12 @@ ALLOWED_UPLOADS = {
 
 class ReportForm(RecordForm):
     date_fields = ("reported_on",)
-    results = forms.JSONField(label=_("structured results"), required=False,
-                              widget=forms.Textarea(attrs={"rows": 3}),
-                              help_text=_('A list such as [{"name": "HbA1c", "value": 7.2, "unit": "%"}].'))
+    results = forms.JSONField(
+        label=_("structured results"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_('A list such as [{"name": "HbA1c", "value": 7.2, "unit": "%"}].'),
+    )
 
     class Meta:
         model = m.Report
@@ -372,8 +428,14 @@ class ReportForm(RecordForm):
 class CaregiverForm(RecordForm):
     class Meta:
         model = m.Caregiver
-        fields = ["name", "relation", "phone", "is_emergency_contact", "receives_notifications",
-                  "note"]
+        fields = [
+            "name",
+            "relation",
+            "phone",
+            "is_emergency_contact",
+            "receives_notifications",
+            "note",
+        ]
         widgets = {"phone": forms.TextInput()}
 
     def clean_phone(self) -> str:

@@ -139,9 +139,7 @@ class Concept(models.Model):
     display_en = models.CharField(max_length=200)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["system", "code"], name="uniq_concept")
-        ]
+        constraints = [models.UniqueConstraint(fields=["system", "code"], name="uniq_concept")]
 
     def __str__(self) -> str:
         return f"{self.code} {self.display_zh}"
@@ -170,8 +168,9 @@ class Condition(PatientRecord):
     # Filled from the terminology when only a code is given (see ConditionForm).
     display = models.CharField(_("diagnosis"), max_length=200, blank=True)
     onset_date = models.DateField(_("onset"), null=True, blank=True)
-    status = models.CharField(_("status"), max_length=12, choices=Status.choices,
-                              default=Status.ACTIVE)
+    status = models.CharField(
+        _("status"), max_length=12, choices=Status.choices, default=Status.ACTIVE
+    )
     note = models.TextField(_("note"), blank=True, max_length=2000)
 
     class Meta:
@@ -193,11 +192,13 @@ class Allergy(PatientRecord):
         OTHER = "other", _("Other")
 
     substance = models.CharField(_("substance"), max_length=200)
-    category = models.CharField(_("category"), max_length=12, choices=Category.choices,
-                                default=Category.DRUG)
+    category = models.CharField(
+        _("category"), max_length=12, choices=Category.choices, default=Category.DRUG
+    )
     reaction = models.CharField(_("reaction"), max_length=200, blank=True)
-    severity = models.CharField(_("severity"), max_length=10, choices=Severity.choices,
-                                default=Severity.MODERATE)
+    severity = models.CharField(
+        _("severity"), max_length=10, choices=Severity.choices, default=Severity.MODERATE
+    )
     noted_on = models.DateField(_("noted on"), null=True, blank=True)
 
     class Meta:
@@ -244,8 +245,9 @@ class Medication(PatientRecord):
     start_date = models.DateField(_("start"), null=True, blank=True)
     end_date = models.DateField(_("end"), null=True, blank=True)
     prescriber = models.CharField(_("prescriber"), max_length=100, blank=True)
-    status = models.CharField(_("status"), max_length=10, choices=Status.choices,
-                              default=Status.ACTIVE)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE
+    )
 
     class Meta:
         verbose_name = _("medication")
@@ -289,16 +291,18 @@ class Lifestyle(PatientRecord):
 
     recorded_on = models.DateField(_("recorded on"))
     smoking = models.CharField(_("smoking"), max_length=10, choices=Smoking.choices)
-    cigarettes_per_day = models.PositiveSmallIntegerField(_("cigarettes a day"), null=True,
-                                                         blank=True)
+    cigarettes_per_day = models.PositiveSmallIntegerField(
+        _("cigarettes a day"), null=True, blank=True
+    )
     alcohol = models.CharField(_("alcohol"), max_length=12, choices=Alcohol.choices)
     exercise = models.CharField(_("exercise"), max_length=10, choices=Exercise.choices)
     exercise_minutes_per_week = models.PositiveSmallIntegerField(
         _("exercise minutes a week"), null=True, blank=True
     )
     diet = models.CharField(_("diet"), max_length=200, blank=True)
-    sleep_hours = models.DecimalField(_("sleep hours a night"), max_digits=3, decimal_places=1,
-                                      null=True, blank=True)
+    sleep_hours = models.DecimalField(
+        _("sleep hours a night"), max_digits=3, decimal_places=1, null=True, blank=True
+    )
 
     class Meta:
         verbose_name = _("lifestyle")
@@ -313,8 +317,9 @@ class Encounter(PatientRecord):
         FOLLOW_UP = "follow_up", _("Follow-up")
 
     kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
-    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="+",
-                                   verbose_name=_("department"))
+    department = models.ForeignKey(
+        Department, on_delete=models.PROTECT, related_name="+", verbose_name=_("department")
+    )
     attending = models.CharField(_("attending doctor"), max_length=100, blank=True)
     diagnoses = models.CharField(_("diagnoses"), max_length=500, blank=True)
     admitted_on = models.DateField(_("admitted / visit date"))

@@ -29,8 +29,7 @@ class PatientMerged(NotFound):
 def require(actor: Actor, action: Action, *, patient_id: int | None = None) -> None:
     """Refuse (403, audited) an action the actor's role does not allow."""
     if not actor.can(action):
-        audit.record_denied(actor, str(action), patient_id=patient_id,
-                            detail={"reason": "role"})
+        audit.record_denied(actor, str(action), patient_id=patient_id, detail={"reason": "role"})
         raise Forbidden()
 
 
@@ -58,8 +57,9 @@ def get_patient(
     require(actor, action, patient_id=patient_id)
     patient = visible_patients(actor).filter(pk=patient_id).first()
     if patient is None:
-        audit.record_denied(actor, "patient.read", patient_id=patient_id,
-                            detail={"reason": "scope"})
+        audit.record_denied(
+            actor, "patient.read", patient_id=patient_id, detail={"reason": "scope"}
+        )
         merged = (
             m.Patient.objects.filter(pk=patient_id, organisation_id=actor.organisation_id or 0)
             .exclude(merged_into=None)
@@ -142,15 +142,21 @@ def search_patients(actor: Actor, c: Criteria) -> Page:
         c.used.append("phone_tail")
         tail = re.sub(r"\D", "", c.phone_tail)[-4:]
         qs = qs.filter(
-            Exists(m.PatientPhone.objects.filter(
-                patient=OuterRef("pk"), tail_index=blind_index("phone_tail", tail)))
+            Exists(
+                m.PatientPhone.objects.filter(
+                    patient=OuterRef("pk"), tail_index=blind_index("phone_tail", tail)
+                )
+            )
         )
     if c.phone:
         c.used.append("phone")
         number = normalise_phone(c.phone) or c.phone
         qs = qs.filter(
-            Exists(m.PatientPhone.objects.filter(
-                patient=OuterRef("pk"), number_index=blind_index("phone", number)))
+            Exists(
+                m.PatientPhone.objects.filter(
+                    patient=OuterRef("pk"), number_index=blind_index("phone", number)
+                )
+            )
         )
     if c.national_id:
         c.used.append("national_id")
@@ -163,15 +169,19 @@ def search_patients(actor: Actor, c: Criteria) -> Page:
         code_q = Q(icd10_code__istartswith=term) if icd10_category(term.upper()) else Q()
         qs = qs.filter(
             Exists(
-                m.Condition.objects.filter(patient=OuterRef("pk"), deleted_at__isnull=True)
-                .filter(code_q | Q(display__icontains=term))
+                m.Condition.objects.filter(patient=OuterRef("pk"), deleted_at__isnull=True).filter(
+                    code_q | Q(display__icontains=term)
+                )
             )
         )
     if c.department:
         c.used.append("department")
         qs = qs.filter(
-            Exists(m.PatientDepartment.objects.filter(
-                patient=OuterRef("pk"), department_id=c.department))
+            Exists(
+                m.PatientDepartment.objects.filter(
+                    patient=OuterRef("pk"), department_id=c.department
+                )
+            )
         )
     if c.sex:
         c.used.append("sex")
@@ -184,8 +194,9 @@ def search_patients(actor: Actor, c: Criteria) -> Page:
         qs = qs.filter(date_of_birth__gt=_years_ago(c.age_max + 1, today))
     order = SORTS.get(c.sort, SORTS[DEFAULT_SORT])
     page = paginate(qs.order_by(*order), c.page, c.size)
-    audit.record(actor, "patient.search",
-                 detail={"criteria": sorted(c.used), "results": page.total})
+    audit.record(
+        actor, "patient.search", detail={"criteria": sorted(c.used), "results": page.total}
+    )
     return page
 
 
@@ -196,8 +207,9 @@ def kind_of(key: str) -> RecordKind:
         raise NotFound() from None
 
 
-def list_records(actor: Actor, patient_id: int, key: str, *, include_deleted: bool = False
-                 ) -> tuple[m.Patient, list[Any]]:
+def list_records(
+    actor: Actor, patient_id: int, key: str, *, include_deleted: bool = False
+) -> tuple[m.Patient, list[Any]]:
     kind = kind_of(key)
     require(actor, kind.view_action, patient_id=patient_id)
     patient = get_patient(actor, patient_id, audit_read=False)
@@ -207,8 +219,13 @@ def list_records(actor: Actor, patient_id: int, key: str, *, include_deleted: bo
     if kind.model is m.Encounter:
         qs = qs.select_related("department")  # type: ignore[misc]  # only Encounter has it
     rows = list(qs.order_by(*kind.ordering)[:500])
-    audit.record(actor, f"{kind.key}.read", patient_id=patient.pk,
-                 object_type=kind.model._meta.label_lower, detail={"count": len(rows)})
+    audit.record(
+        actor,
+        f"{kind.key}.read",
+        patient_id=patient.pk,
+        object_type=kind.model._meta.label_lower,
+        detail={"count": len(rows)},
+    )
     return patient, rows
 
 
@@ -216,11 +233,17 @@ def get_record(actor: Actor, patient_id: int, key: str, record_id: int) -> tuple
     kind = kind_of(key)
     require(actor, kind.view_action, patient_id=patient_id)
     patient = get_patient(actor, patient_id, audit_read=False)
-    row = kind.model._default_manager.filter(patient=patient, pk=record_id,
-                                            deleted_at__isnull=True).first()
+    row = kind.model._default_manager.filter(
+        patient=patient, pk=record_id, deleted_at__isnull=True
+    ).first()
     if row is None:
-        audit.record_denied(actor, f"{kind.key}.read", patient_id=patient.pk,
-                            object_id=record_id, detail={"reason": "scope"})
+        audit.record_denied(
+            actor,
+            f"{kind.key}.read",
+            patient_id=patient.pk,
+            object_id=record_id,
+            detail={"reason": "scope"},
+        )
         raise NotFound()
     audit.record(actor, f"{kind.key}.read", patient_id=patient.pk, obj=row)
     return patient, row
@@ -228,46 +251,79 @@ def get_record(actor: Actor, patient_id: int, key: str, record_id: int) -> tuple
 
 def allergies_banner(patient: m.Patient) -> list[m.Allergy]:
     """Active allergies for the banner of a patient the caller has already authorised."""
-    return list(m.Allergy.objects.filter(patient=patient, deleted_at__isnull=True)
-                .order_by("-severity", "substance"))
+    return list(
+        m.Allergy.objects.filter(patient=patient, deleted_at__isnull=True).order_by(
+            "-severity", "substance"
+        )
+    )
 
 
 def header(patient: m.Patient) -> dict[str, Any]:
     """Header facts for an authorised patient: conditions, departments, care team."""
     links = list(
-        m.PatientDepartment.objects.filter(patient=patient)
-        .select_related("department", "care_team", "care_team__responsible_doctor")
+        m.PatientDepartment.objects.filter(patient=patient).select_related(
+            "department", "care_team", "care_team__responsible_doctor"
+        )
     )
     conditions = list(
-        m.Condition.objects.filter(patient=patient, deleted_at__isnull=True,
-                                   status=m.Condition.Status.ACTIVE).order_by("icd10_code")
+        m.Condition.objects.filter(
+            patient=patient, deleted_at__isnull=True, status=m.Condition.Status.ACTIVE
+        ).order_by("icd10_code")
     )
     phones = list(m.PatientPhone.objects.filter(patient=patient).order_by("position"))
-    return {"links": links, "conditions": conditions, "phones": [p.number for p in phones],
-            "allergies": allergies_banner(patient)}
+    return {
+        "links": links,
+        "conditions": conditions,
+        "phones": [p.number for p in phones],
+        "allergies": allergies_banner(patient),
+    }
 
 
-def timeline(actor: Actor, patient_id: int, limit: int = 200) -> tuple[m.Patient, list[dict[str, Any]]]:
+def timeline(
+    actor: Actor, patient_id: int, limit: int = 200
+) -> tuple[m.Patient, list[dict[str, Any]]]:
     """Everything that happened to the record, newest first."""
     require(actor, Action.CLINICAL_VIEW, patient_id=patient_id)
     patient = get_patient(actor, patient_id, audit_read=False)
     events: list[dict[str, Any]] = []
-    versions = (m.RecordVersion.objects.filter(patient=patient)
-                .select_related("actor").order_by("-at", "-id")[:limit])
+    versions = (
+        m.RecordVersion.objects.filter(patient=patient)
+        .select_related("actor")
+        .order_by("-at", "-id")[:limit]
+    )
     for v in versions:
-        label = KINDS[v.kind].model._meta.verbose_name if v.kind in KINDS else m.Patient._meta.verbose_name
-        events.append({
-            "at": v.at, "kind": v.kind, "change": v.change, "label": label,
-            "object_id": v.object_id, "version": v.version,
-            "actor": str(v.actor) if v.actor else "",
-            "summary": _summary(v.kind, v.snapshot),
-        })
-    for enc in m.Encounter.objects.filter(patient=patient, deleted_at__isnull=True).select_related("department"):
-        events.append({
-            "at": None, "date": enc.admitted_on, "kind": "visit", "change": "visit",
-            "label": enc.get_kind_display(), "object_id": enc.pk,
-            "actor": enc.attending, "summary": f"{enc.department} · {enc.diagnoses}",
-        })
+        label = (
+            KINDS[v.kind].model._meta.verbose_name
+            if v.kind in KINDS
+            else m.Patient._meta.verbose_name
+        )
+        events.append(
+            {
+                "at": v.at,
+                "kind": v.kind,
+                "change": v.change,
+                "label": label,
+                "object_id": v.object_id,
+                "version": v.version,
+                "actor": str(v.actor) if v.actor else "",
+                "summary": _summary(v.kind, v.snapshot),
+            }
+        )
+    for enc in m.Encounter.objects.filter(patient=patient, deleted_at__isnull=True).select_related(
+        "department"
+    ):
+        events.append(
+            {
+                "at": None,
+                "date": enc.admitted_on,
+                "kind": "visit",
+                "change": "visit",
+                "label": enc.get_kind_display(),
+                "object_id": enc.pk,
+                "actor": enc.attending,
+                "summary": f"{enc.department} · {enc.diagnoses}",
+            }
+        )
     events.sort(key=lambda e: (e.get("date") or e["at"].date(), e["at"] is not None), reverse=True)
     audit.record(actor, "timeline.read", patient_id=patient.pk)
     return patient, events[:limit]

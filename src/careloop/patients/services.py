@@ -1,4 +1,4 @@
-"""Every write to the patient record: validated, scoped, versioned and audited in one transaction."""
+"""Every write to the record: validated, scoped, versioned and audited in one transaction."""
 
 from __future__ import annotations
 
@@ -53,38 +53,53 @@ def _with_current(instance: Any, fields: list[str], data: dict[str, Any]) -> dic
     return merged
 
 
-def _version_row(actor: Actor, patient: m.Patient, kind: str, obj: Any, change: str,
-                 fields: list[str]) -> None:
+def _version_row(
+    actor: Actor, patient: m.Patient, kind: str, obj: Any, change: str, fields: list[str]
+) -> None:
     m.RecordVersion.objects.create(
-        organisation_id=patient.organisation_id, patient=patient, kind=kind, object_id=obj.pk,
-        version=obj.version, change=change, snapshot=snapshot(obj, fields), at=utc_now(),
+        organisation_id=patient.organisation_id,
+        patient=patient,
+        kind=kind,
+        object_id=obj.pk,
+        version=obj.version,
+        change=change,
+        snapshot=snapshot(obj, fields),
+        at=utc_now(),
         actor=actor.user,
     )
 
 
 def _stale(kind: str, obj: Any, expected: int, fields: list[str]) -> StaleVersion:
     """Say what changed between the version the client had and the current one."""
-    base = (m.RecordVersion.objects.filter(kind=kind, object_id=obj.pk, version=expected)
-            .values_list("snapshot", flat=True).first()) or {}
+    base = (
+        m.RecordVersion.objects.filter(kind=kind, object_id=obj.pk, version=expected)
+        .values_list("snapshot", flat=True)
+        .first()
+    ) or {}
     now = snapshot(obj, fields)
     changed = {
         name: {"was": base.get(name), "now": serialise(obj, [name])[name]}
         for name in fields
         if name in now and base.get(name) != now.get(name)
     }
-    return StaleVersion(details={
-        "your_version": expected, "current_version": obj.version,
-        "changed": changed, "changed_by": str(obj.updated_by or ""),
-        "changed_at": plain(obj.updated_at),
-    })
+    return StaleVersion(
+        details={
+            "your_version": expected,
+            "current_version": obj.version,
+            "changed": changed,
+            "changed_by": str(obj.updated_by or ""),
+            "changed_at": plain(obj.updated_at),
+        }
+    )
 
 
 def _require_version(expected: Any) -> int:
     try:
         return int(expected)
     except (TypeError, ValueError):
-        raise ValidationFailed(details={"version": [str(_(
-            "The version of the record you edited is required."))]}) from None
+        raise ValidationFailed(
+            details={"version": [str(_("The version of the record you edited is required."))]}
+        ) from None
 
 
 # --- patients -------------------------------------------------------------------------------
@@ -100,8 +115,9 @@ def _department_for(actor: Actor, department_id: Any) -> Department:
     else:
         dept = qs.order_by("pk").first()
     if dept is None:
-        raise ValidationFailed(details={"department": [str(_(
-            "Choose one of your own departments."))]})
+        raise ValidationFailed(
+            details={"department": [str(_("Choose one of your own departments."))]}
+        )
     return dept
 
 
@@ -111,8 +127,9 @@ def _save_phones(patient: m.Patient, numbers: list[str], *, new: bool = False) -
             return
         patient.phones.all().delete()
     for i, number in enumerate(numbers):
-        m.PatientPhone.objects.create(patient=patient, organisation_id=patient.organisation_id,
-                                      number=number, position=i)
+        m.PatientPhone.objects.create(
+            patient=patient, organisation_id=patient.organisation_id, number=number, position=i
+        )
 
 
 def find_duplicates(organisation_id: int, data: dict[str, Any]) -> tuple[str, m.Patient] | None:
@@ -124,19 +141,30 @@ def find_duplicates(organisation_id: int, data: dict[str, Any]) -> tuple[str, m.
             return "national_id", first
     phones = [blind_index("phone", p) for p in data.get("phones", [])]
     if phones:
-        same = active.filter(name=data["name"], date_of_birth=data["date_of_birth"],
-                             phones__number_index__in=phones)
+        same = active.filter(
+            name=data["name"], date_of_birth=data["date_of_birth"], phones__number_index__in=phones
+        )
         if first := same.first():
             return "name_dob_phone", first
     return None
 
 
-def create_patient(actor: Actor, data: dict[str, Any], *, department_id: Any = None,
-                   link_existing: bool = False, allow_duplicate: bool = False) -> m.Patient:
+def create_patient(
+    actor: Actor,
+    data: dict[str, Any],
+    *,
+    department_id: Any = None,
+    link_existing: bool = False,
+    allow_duplicate: bool = False,
+) -> m.Patient:
     require(actor, Action.PATIENT_CREATE)
     org = actor.user.organisation
-    initial = {"time_zone": org.time_zone if org else "Asia/Shanghai", "sex": m.Sex.UNKNOWN,
-               "preferred_language": "zh-hans", **data}
+    initial = {
+        "time_zone": org.time_zone if org else "Asia/Shanghai",
+        "sex": m.Sex.UNKNOWN,
+        "preferred_language": "zh-hans",
+        **data,
+    }
     form = _validate(f.PatientForm(initial))
     department = _department_for(actor, department_id)
     clean = form.cleaned_data
@@ -148,27 +176,43 @@ def create_patient(actor: Actor, data: dict[str, Any], *, department_id: Any = N
             if match == "national_id" and link_existing:
                 return _link(actor, existing, department)
             if match == "national_id" or not allow_duplicate:
-                audit.record(actor, "patient.create", outcome="failure", patient_id=existing.pk,
-                             detail={"reason": "duplicate", "match": match})
+                audit.record(
+                    actor,
+                    "patient.create",
+                    outcome="failure",
+                    patient_id=existing.pk,
+                    detail={"reason": "duplicate", "match": match},
+                )
                 raise DuplicatePatient(
                     _("A patient with this ID number is already registered in this organisation.")
-                    if match == "national_id" else
-                    _("A patient with the same name, date of birth and phone is already "
-                      "registered. Confirm to register a separate person."),
-                    details={"match": match, "existing_id": existing.pk if visible else None,
-                             "can_link": match == "national_id",
-                             "can_confirm": match != "national_id"},
+                    if match == "national_id"
+                    else _(
+                        "A patient with the same name, date of birth and phone is already "
+                        "registered. Confirm to register a separate person."
+                    ),
+                    details={
+                        "match": match,
+                        "existing_id": existing.pk if visible else None,
+                        "can_link": match == "national_id",
+                        "can_confirm": match != "national_id",
+                    },
                 )
         patient = form.save(commit=False)
         patient.organisation_id = actor.organisation_id
         patient.created_by = patient.updated_by = actor.user
         patient.save()
         _save_phones(patient, clean["phones"], new=True)
-        m.PatientDepartment.objects.create(patient=patient, department=department,
-                                           since=utc_now().date())
+        m.PatientDepartment.objects.create(
+            patient=patient, department=department, since=utc_now().date()
+        )
         _version_row(actor, patient, "patient", patient, "create", PATIENT_FIELDS)
-        audit.record(actor, "patient.create", patient_id=patient.pk, obj=patient,
-                     detail={"department": department.pk})
+        audit.record(
+            actor,
+            "patient.create",
+            patient_id=patient.pk,
+            obj=patient,
+            detail={"department": department.pk},
+        )
     return patient
 
 
@@ -177,8 +221,13 @@ def _link(actor: Actor, patient: m.Patient, department: Department) -> m.Patient
     _, created = m.PatientDepartment.objects.get_or_create(
         patient=patient, department=department, defaults={"since": utc_now().date()}
     )
-    audit.record(actor, "patient.link", patient_id=patient.pk, obj=patient,
-                 detail={"department": department.pk, "new": created})
+    audit.record(
+        actor,
+        "patient.link",
+        patient_id=patient.pk,
+        obj=patient,
+        detail={"department": department.pk, "new": created},
+    )
     return patient
 
 
@@ -198,14 +247,19 @@ def update_patient(actor: Actor, patient_id: int, data: dict[str, Any], expected
         locked.save()
         _save_phones(locked, form.cleaned_data["phones"])
         after = snapshot(locked, PATIENT_FIELDS)
-        changed = sorted(k for k in after if k not in ("version", "id") and before.get(k) != after[k])
+        changed = sorted(
+            k for k in after if k not in ("version", "id") and before.get(k) != after[k]
+        )
         _version_row(actor, locked, "patient", locked, "update", PATIENT_FIELDS)
-        audit.record(actor, "patient.update", patient_id=locked.pk, obj=locked,
-                     detail={"fields": changed})
+        audit.record(
+            actor, "patient.update", patient_id=locked.pk, obj=locked, detail={"fields": changed}
+        )
     return locked
 
 
-def merge_patients(actor: Actor, keep_id: int, drop_id: int, expected_drop_version: Any) -> m.Patient:
+def merge_patients(
+    actor: Actor, keep_id: int, drop_id: int, expected_drop_version: Any
+) -> m.Patient:
     """Fold a duplicate record into the one kept; the duplicate stays, pointing at it."""
     require(actor, Action.PATIENT_MERGE, patient_id=keep_id)
     expected_version = _require_version(expected_drop_version)
@@ -225,8 +279,12 @@ def merge_patients(actor: Actor, keep_id: int, drop_id: int, expected_drop_versi
         keep_depts = set(keep.department_links.values_list("department_id", flat=True))
         for link in drop.department_links.all():
             if link.department_id not in keep_depts:
-                m.PatientDepartment.objects.create(patient=keep, department_id=link.department_id,
-                                                   care_team_id=link.care_team_id, since=link.since)
+                m.PatientDepartment.objects.create(
+                    patient=keep,
+                    department_id=link.department_id,
+                    care_team_id=link.care_team_id,
+                    since=link.since,
+                )
         numbers = [p.number for p in keep.phones.all()]
         extra = [p.number for p in drop.phones.all() if p.number not in numbers]
         _save_phones(keep, (numbers + extra)[: f.MAX_PHONES])
@@ -242,10 +300,14 @@ def merge_patients(actor: Actor, keep_id: int, drop_id: int, expected_drop_versi
         drop.save()
         _version_row(actor, keep, "patient", keep, "merge", PATIENT_FIELDS)
         _version_row(actor, drop, "patient", drop, "merge", PATIENT_FIELDS)
-        audit.record(actor, "patient.merge", patient_id=keep.pk, obj=keep,
-                     detail={"merged": drop.pk, "moved": moved})
-        audit.record(actor, "patient.merge", patient_id=drop.pk, obj=drop,
-                     detail={"into": keep.pk})
+        audit.record(
+            actor,
+            "patient.merge",
+            patient_id=keep.pk,
+            obj=keep,
+            detail={"merged": drop.pk, "moved": moved},
+        )
+        audit.record(actor, "patient.merge", patient_id=drop.pk, obj=drop, detail={"into": keep.pk})
     return keep
 
 
@@ -262,8 +324,9 @@ def _with_defaults(kind_model: Any, fields: list[str], data: dict[str, Any]) -> 
     return filled
 
 
-def _record_form(kind_key: str, actor: Actor, data: dict[str, Any], files: Any = None,
-                 instance: Any = None) -> BaseModelForm:
+def _record_form(
+    kind_key: str, actor: Actor, data: dict[str, Any], files: Any = None, instance: Any = None
+) -> BaseModelForm:
     kind = selectors.kind_of(kind_key)
     if instance is None:
         data = _with_defaults(kind.model, kind.fields, data)
@@ -281,8 +344,9 @@ def _store_upload(row: Any, form: BaseForm) -> None:
         row.size = upload.size
 
 
-def add_record(actor: Actor, patient_id: int, kind_key: str, data: dict[str, Any],
-               files: Any = None) -> Any:
+def add_record(
+    actor: Actor, patient_id: int, kind_key: str, data: dict[str, Any], files: Any = None
+) -> Any:
     kind = selectors.kind_of(kind_key)
     require(actor, kind.write_action, patient_id=patient_id)
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
@@ -300,19 +364,34 @@ def add_record(actor: Actor, patient_id: int, kind_key: str, data: dict[str, Any
     return row
 
 
-def update_record(actor: Actor, patient_id: int, kind_key: str, record_id: int,
-                  data: dict[str, Any], expected: Any, files: Any = None) -> Any:
+def update_record(
+    actor: Actor,
+    patient_id: int,
+    kind_key: str,
+    record_id: int,
+    data: dict[str, Any],
+    expected: Any,
+    files: Any = None,
+) -> Any:
     kind = selectors.kind_of(kind_key)
     require(actor, kind.write_action, patient_id=patient_id)
     expected_version = _require_version(expected)
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
-    row = kind.model._default_manager.filter(patient=patient, pk=record_id, deleted_at__isnull=True).first()
+    row = kind.model._default_manager.filter(
+        patient=patient, pk=record_id, deleted_at__isnull=True
+    ).first()
     if row is None:
-        audit.record_denied(actor, f"{kind.key}.update", patient_id=patient.pk,
-                            object_id=record_id, detail={"reason": "scope"})
+        audit.record_denied(
+            actor,
+            f"{kind.key}.update",
+            patient_id=patient.pk,
+            object_id=record_id,
+            detail={"reason": "scope"},
+        )
         raise NotFound()
-    form = _validate(_record_form(kind_key, actor, _with_current(row, kind.fields, data),
-                                  files, instance=row))
+    form = _validate(
+        _record_form(kind_key, actor, _with_current(row, kind.fields, data), files, instance=row)
+    )
     with transaction.atomic():
         locked = kind.model._default_manager.select_for_update().get(pk=row.pk)
         if locked.version != expected_version:
@@ -326,25 +405,40 @@ def update_record(actor: Actor, patient_id: int, kind_key: str, record_id: int,
         locked.save()
         after = snapshot(locked, kind.fields)
         _version_row(actor, patient, kind.key, locked, "update", kind.fields)
-        audit.record(actor, f"{kind.key}.update", patient_id=patient.pk, obj=locked,
-                     detail={"fields": sorted(k for k in after if k != "version"
-                                              and before.get(k) != after[k])})
+        audit.record(
+            actor,
+            f"{kind.key}.update",
+            patient_id=patient.pk,
+            obj=locked,
+            detail={
+                "fields": sorted(k for k in after if k != "version" and before.get(k) != after[k])
+            },
+        )
     return locked
 
 
-def delete_record(actor: Actor, patient_id: int, kind_key: str, record_id: int,
-                  expected: Any) -> Any:
+def delete_record(
+    actor: Actor, patient_id: int, kind_key: str, record_id: int, expected: Any
+) -> Any:
     """Mark a row as entered in error: hidden, kept, versioned."""
     kind = selectors.kind_of(kind_key)
     require(actor, kind.write_action, patient_id=patient_id)
     expected_version = _require_version(expected)
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
     with transaction.atomic():
-        row = (kind.model._default_manager.select_for_update()
-               .filter(patient=patient, pk=record_id, deleted_at__isnull=True).first())
+        row = (
+            kind.model._default_manager.select_for_update()
+            .filter(patient=patient, pk=record_id, deleted_at__isnull=True)
+            .first()
+        )
         if row is None:
-            audit.record_denied(actor, f"{kind.key}.delete", patient_id=patient.pk,
-                                object_id=record_id, detail={"reason": "scope"})
+            audit.record_denied(
+                actor,
+                f"{kind.key}.delete",
+                patient_id=patient.pk,
+                object_id=record_id,
+                detail={"reason": "scope"},
+            )
             raise NotFound()
         if row.version != expected_version:
             raise _stale(kind.key, row, expected_version, kind.fields)

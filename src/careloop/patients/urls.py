@@ -13,8 +13,12 @@ urlpatterns = [
     path("<int:patient_id>/tab/<slug:tab>/", views.patient_tab, name="tab"),
     path("<int:patient_id>/reports/<int:record_id>/file", views.report_file, name="report_file"),
     path("<int:patient_id>/<slug:kind>/new/", views.record_create, name="record_create"),
-    path("<int:patient_id>/<slug:kind>/<int:record_id>/edit/", views.record_edit,
-         name="record_edit"),
-    path("<int:patient_id>/<slug:kind>/<int:record_id>/delete/", views.record_delete,
-         name="record_delete"),
+    path(
+        "<int:patient_id>/<slug:kind>/<int:record_id>/edit/", views.record_edit, name="record_edit"
+    ),
+    path(
+        "<int:patient_id>/<slug:kind>/<int:record_id>/delete/",
+        views.record_delete,
+        name="record_delete",
+    ),
 ]

@@ -67,23 +67,38 @@ def patient_list(request: HttpRequest, actor: Actor) -> HttpResponse:
     today = utc_now().date()
     ids = [p.pk for p in page.items]
     conditions: dict[int, list[str]] = {}
-    for pid, code, display in (m.Condition.objects.filter(patient_id__in=ids, deleted_at__isnull=True,
-                                                          status=m.Condition.Status.ACTIVE)
-                               .values_list("patient_id", "icd10_code", "display")):
+    for pid, code, display in m.Condition.objects.filter(
+        patient_id__in=ids, deleted_at__isnull=True, status=m.Condition.Status.ACTIVE
+    ).values_list("patient_id", "icd10_code", "display"):
         conditions.setdefault(pid, []).append(display or code)
     tails: dict[int, str] = {}
     for phone in m.PatientPhone.objects.filter(patient_id__in=ids, position=0):
         tails[phone.patient_id] = phone.number[-4:]
-    rows = [{"p": p, "age": age_on(p.date_of_birth, today), "conditions": conditions.get(p.pk, []),
-             "tail": tails.get(p.pk, "")} for p in page.items]
+    rows = [
+        {
+            "p": p,
+            "age": age_on(p.date_of_birth, today),
+            "conditions": conditions.get(p.pk, []),
+            "tail": tails.get(p.pk, ""),
+        }
+        for p in page.items
+    ]
     query = request.GET.copy()
     query.pop("page", None)
     context = {
-        "rows": rows, "page": page, "criteria": criteria, "query": query.urlencode(),
-        "departments": _departments(actor), "sexes": m.Sex.choices,
-        "sorts": [("-updated", _("Recently updated")), ("name", _("Name")),
-                  ("age", _("Youngest first")), ("-age", _("Oldest first")),
-                  ("-created", _("Newest registered"))],
+        "rows": rows,
+        "page": page,
+        "criteria": criteria,
+        "query": query.urlencode(),
+        "departments": _departments(actor),
+        "sexes": m.Sex.choices,
+        "sorts": [
+            ("-updated", _("Recently updated")),
+            ("name", _("Name")),
+            ("age", _("Youngest first")),
+            ("-age", _("Oldest first")),
+            ("-created", _("Newest registered")),
+        ],
         "can_create": actor.can(Action.PATIENT_CREATE),
         "filtered": bool(criteria.used),
     }
@@ -93,8 +108,11 @@ def patient_list(request: HttpRequest, actor: Actor) -> HttpResponse:
 
 def _patient_initial(actor: Actor) -> dict[str, Any]:
     org = actor.user.organisation
-    return {"time_zone": org.time_zone if org else "Asia/Shanghai", "preferred_language": "zh-hans",
-            "preferred_channels": ["sms", "wechat"]}
+    return {
+        "time_zone": org.time_zone if org else "Asia/Shanghai",
+        "preferred_language": "zh-hans",
+        "preferred_channels": ["sms", "wechat"],
+    }
 
 
 @staff_page
@@ -108,7 +126,9 @@ def patient_create(request: HttpRequest, actor: Actor) -> HttpResponse:
         form = f.PatientForm(data)
         try:
             patient = services.create_patient(
-                actor, data, department_id=request.POST.get("department") or None,
+                actor,
+                data,
+                department_id=request.POST.get("department") or None,
                 link_existing=request.POST.get("link_existing") == "1",
                 allow_duplicate=request.POST.get("allow_duplicate") == "1",
             )
@@ -122,10 +142,18 @@ def patient_create(request: HttpRequest, actor: Actor) -> HttpResponse:
             return redirect("patients:detail", patient_id=patient.pk)
     else:
         form = f.PatientForm(initial=_patient_initial(actor))
-    return render(request, "patients/patient_form.html", {
-        "form": form, "creating": True, "duplicate": duplicate, "departments": departments,
-        "chosen_department": request.POST.get("department", ""),
-    }, status=422 if request.method == "POST" else 200)
+    return render(
+        request,
+        "patients/patient_form.html",
+        {
+            "form": form,
+            "creating": True,
+            "duplicate": duplicate,
+            "departments": departments,
+            "chosen_department": request.POST.get("department", ""),
+        },
+        status=422 if request.method == "POST" else 200,
+    )
 
 
 def _form_data(post: Any, form_class: type[BaseForm]) -> dict[str, Any]:
@@ -157,8 +185,12 @@ def _stale_notice(exc: StaleVersion, kind_fields: dict[str, Any]) -> dict[str, A
         if isinstance(now, str) and now.startswith("#"):
             now = _("(changed)")
         changed.append({"label": label, "now": now})
-    return {"message": exc.message, "changed": changed,
-            "by": exc.details.get("changed_by"), "version": exc.details.get("current_version")}
+    return {
+        "message": exc.message,
+        "changed": changed,
+        "by": exc.details.get("changed_by"),
+        "version": exc.details.get("current_version"),
+    }
 
 
 @staff_page
@@ -178,16 +210,24 @@ def patient_detail(request: HttpRequest, actor: Actor, patient_id: int) -> HttpR
 
 
 def _tab_labels() -> list[tuple[str, str]]:
-    return [("overview", _("Overview")), ("history", _("History")),
-            ("medications", _("Medications")), ("visits", _("Visits")),
-            ("reports", _("Reports")), ("consents", _("Consents")), ("timeline", _("Timeline"))]
+    return [
+        ("overview", _("Overview")),
+        ("history", _("History")),
+        ("medications", _("Medications")),
+        ("visits", _("Visits")),
+        ("reports", _("Reports")),
+        ("consents", _("Consents")),
+        ("timeline", _("Timeline")),
+    ]
 
 
 def _header_context(actor: Actor, patient: m.Patient) -> dict[str, Any]:
     head = selectors.header(patient)
     return {
-        "patient": patient, "age": age_on(patient.date_of_birth, utc_now().date()),
-        "head": head, "can_edit": actor.can(Action.PATIENT_UPDATE),
+        "patient": patient,
+        "age": age_on(patient.date_of_birth, utc_now().date()),
+        "head": head,
+        "can_edit": actor.can(Action.PATIENT_UPDATE),
         "can_merge": actor.can(Action.PATIENT_MERGE),
         "can_write": actor.can(Action.CLINICAL_WRITE),
         "can_consent": actor.can(Action.CONSENT_WRITE),
@@ -204,8 +244,14 @@ def _tab_context(actor: Actor, patient: m.Patient, tab: str) -> dict[str, Any]:
         kind = KINDS[key]
         _, rows = selectors.list_records(actor, patient.pk, key)
         headers = [getattr(kind.model._meta.get_field(n), "verbose_name", n) for n in kind.columns]
-        sections.append({"kind": kind, "rows": [_row(kind, r) for r in rows], "headers": headers,
-                         "can_write": actor.can(kind.write_action)})
+        sections.append(
+            {
+                "kind": kind,
+                "rows": [_row(kind, r) for r in rows],
+                "headers": headers,
+                "can_write": actor.can(kind.write_action),
+            }
+        )
     return {"sections": sections}
 
 
@@ -260,11 +306,20 @@ def patient_edit(request: HttpRequest, actor: Actor, patient_id: int) -> HttpRes
             messages.success(request, _("Changes saved."))
             return redirect("patients:detail", patient_id=patient.pk)
     else:
-        form = f.PatientForm(instance=patient,
-                             initial={"phones": [p.number for p in patient.phones.all()]})
-    return render(request, "patients/patient_form.html", {
-        "form": form, "patient": patient, "version": version, "stale": stale,
-    }, status=422 if request.method == "POST" else 200)
+        form = f.PatientForm(
+            instance=patient, initial={"phones": [p.number for p in patient.phones.all()]}
+        )
+    return render(
+        request,
+        "patients/patient_form.html",
+        {
+            "form": form,
+            "patient": patient,
+            "version": version,
+            "stale": stale,
+        },
+        status=422 if request.method == "POST" else 200,
+    )
 
 
 @staff_page
@@ -288,8 +343,7 @@ def patient_merge(request: HttpRequest, actor: Actor, patient_id: int) -> HttpRe
         else:
             messages.success(request, _("Records merged."))
             return redirect("patients:detail", patient_id=keep.pk)
-    return render(request, "patients/merge.html", {"patient": keep, "other": other,
-                                                   "error": error})
+    return render(request, "patients/merge.html", {"patient": keep, "other": other, "error": error})
 
 
 def _kind_form(kind: RecordKind, actor: Actor, *args: Any, **kwargs: Any) -> BaseForm:
@@ -315,21 +369,30 @@ def record_create(request: HttpRequest, actor: Actor, patient_id: int, kind: str
             return redirect(_back(patient, kind))
     else:
         form = _kind_form(rk, actor, initial=_record_initial(rk, actor))
-    return render(request, "patients/record_form.html",
-                  {"form": form, "patient": patient, "kind": rk, "creating": True,
-                   "back": _back(patient, kind)},
-                  status=422 if request.method == "POST" else 200)
+    return render(
+        request,
+        "patients/record_form.html",
+        {
+            "form": form,
+            "patient": patient,
+            "kind": rk,
+            "creating": True,
+            "back": _back(patient, kind),
+        },
+        status=422 if request.method == "POST" else 200,
+    )
 
 
 def _record_initial(rk: RecordKind, actor: Actor) -> dict[str, Any]:
     today = utc_now().date()
-    initial: dict[str, dict[str, Any]] = {"consents": {"decided_on": today, "granted": True},
-            "lifestyle": {"recorded_on": today},
-            "visits": {"admitted_on": today, "attending": str(actor.user)},
-            "reports": {"reported_on": today},
-            "allergies": {"noted_on": today},
-            "medications": {"start_date": today, "prescriber": str(actor.user)},
-            }
+    initial: dict[str, dict[str, Any]] = {
+        "consents": {"decided_on": today, "granted": True},
+        "lifestyle": {"recorded_on": today},
+        "visits": {"admitted_on": today, "attending": str(actor.user)},
+        "reports": {"reported_on": today},
+        "allergies": {"noted_on": today},
+        "medications": {"start_date": today, "prescriber": str(actor.user)},
+    }
     return initial.get(rk.key, {})
 
 
@@ -340,8 +403,9 @@ def _back(patient: m.Patient, kind: str) -> str:
 
 @staff_page
 @require_http_methods(["GET", "POST"])
-def record_edit(request: HttpRequest, actor: Actor, patient_id: int, kind: str,
-                record_id: int) -> HttpResponse:
+def record_edit(
+    request: HttpRequest, actor: Actor, patient_id: int, kind: str, record_id: int
+) -> HttpResponse:
     rk = selectors.kind_of(kind)
     selectors.require(actor, rk.write_action, patient_id=patient_id)
     patient, row = selectors.get_record(actor, patient_id, kind, record_id)
@@ -350,8 +414,15 @@ def record_edit(request: HttpRequest, actor: Actor, patient_id: int, kind: str,
     if request.method == "POST":
         form = _kind_form(rk, actor, request.POST, request.FILES, instance=row)
         try:
-            services.update_record(actor, patient.pk, kind, row.pk, request.POST.dict(),
-                                   request.POST.get("version"), request.FILES)
+            services.update_record(
+                actor,
+                patient.pk,
+                kind,
+                row.pk,
+                request.POST.dict(),
+                request.POST.get("version"),
+                request.FILES,
+            )
         except ValidationFailed as exc:
             _apply_errors(form, exc)
         except StaleVersion as exc:
@@ -363,16 +434,27 @@ def record_edit(request: HttpRequest, actor: Actor, patient_id: int, kind: str,
             return redirect(_back(patient, kind))
     else:
         form = _kind_form(rk, actor, instance=row)
-    return render(request, "patients/record_form.html",
-                  {"form": form, "patient": patient, "kind": rk, "row": row, "version": version,
-                   "stale": stale, "back": _back(patient, kind)},
-                  status=422 if request.method == "POST" else 200)
+    return render(
+        request,
+        "patients/record_form.html",
+        {
+            "form": form,
+            "patient": patient,
+            "kind": rk,
+            "row": row,
+            "version": version,
+            "stale": stale,
+            "back": _back(patient, kind),
+        },
+        status=422 if request.method == "POST" else 200,
+    )
 
 
 @staff_page
 @require_http_methods(["GET", "POST"])
-def record_delete(request: HttpRequest, actor: Actor, patient_id: int, kind: str,
-                  record_id: int) -> HttpResponse:
+def record_delete(
+    request: HttpRequest, actor: Actor, patient_id: int, kind: str, record_id: int
+) -> HttpResponse:
     rk = selectors.kind_of(kind)
     selectors.require(actor, rk.write_action, patient_id=patient_id)
     patient, row = selectors.get_record(actor, patient_id, kind, record_id)
@@ -385,20 +467,33 @@ def record_delete(request: HttpRequest, actor: Actor, patient_id: int, kind: str
         else:
             messages.success(request, _("Removed. The entry is kept in the record's history."))
             return redirect(_back(patient, kind))
-    return render(request, "patients/record_delete.html",
-                  {"patient": patient, "kind": rk, "row": row, "cells": _row(rk, row)["cells"],
-                   "error": error, "back": _back(patient, kind)})
+    return render(
+        request,
+        "patients/record_delete.html",
+        {
+            "patient": patient,
+            "kind": rk,
+            "row": row,
+            "cells": _row(rk, row)["cells"],
+            "error": error,
+            "back": _back(patient, kind),
+        },
+    )
 
 
 @staff_page
-def report_file(request: HttpRequest, actor: Actor, patient_id: int,
-                record_id: int) -> HttpResponseBase:
+def report_file(
+    request: HttpRequest, actor: Actor, patient_id: int, record_id: int
+) -> HttpResponseBase:
     patient, row = selectors.get_record(actor, patient_id, "reports", record_id)
     if not row.file:
         raise NotFound()
     audit.record(actor, "reports.download", patient_id=patient.pk, obj=row)
-    response = FileResponse(row.file.open("rb"), content_type=row.content_type or
-                            "application/octet-stream", as_attachment=True,
-                            filename=row.file_name or "report")
+    response = FileResponse(
+        row.file.open("rb"),
+        content_type=row.content_type or "application/octet-stream",
+        as_attachment=True,
+        filename=row.file_name or "report",
+    )
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response

@@ -115,19 +115,29 @@ API: dict[str, Requirement] = {
     "GET /api/audit/events": (A.AUDIT_VIEW,),
 }
 for _kind, _write in RECORD_WRITE.items():
-    API.update({
-        f"GET {_ONE}/{_kind}": _CLINICAL_VIEW,
-        f"POST {_ONE}/{_kind}": (*_VIEW, _write),
-        f"GET {_ONE}/{_kind}/{{record_id}}": _CLINICAL_VIEW,
-        f"PATCH {_ONE}/{_kind}/{{record_id}}": (*_CLINICAL_VIEW, _write),
-        f"DELETE {_ONE}/{_kind}/{{record_id}}": (*_CLINICAL_VIEW, _write),
-    })
+    API.update(
+        {
+            f"GET {_ONE}/{_kind}": _CLINICAL_VIEW,
+            f"POST {_ONE}/{_kind}": (*_VIEW, _write),
+            f"GET {_ONE}/{_kind}/{{record_id}}": _CLINICAL_VIEW,
+            f"PATCH {_ONE}/{_kind}/{{record_id}}": (*_CLINICAL_VIEW, _write),
+            f"DELETE {_ONE}/{_kind}/{{record_id}}": (*_CLINICAL_VIEW, _write),
+        }
+    )
 
 # Actions that concern a patient's record: routes needing one of them handle patient data.
-PATIENT_DATA_ACTIONS = frozenset({
-    A.PATIENT_VIEW, A.PATIENT_SEARCH, A.PATIENT_CREATE, A.PATIENT_UPDATE, A.PATIENT_MERGE,
-    A.CLINICAL_VIEW, A.CLINICAL_WRITE, A.CONSENT_WRITE,
-})
+PATIENT_DATA_ACTIONS = frozenset(
+    {
+        A.PATIENT_VIEW,
+        A.PATIENT_SEARCH,
+        A.PATIENT_CREATE,
+        A.PATIENT_UPDATE,
+        A.PATIENT_MERGE,
+        A.CLINICAL_VIEW,
+        A.CLINICAL_WRITE,
+        A.CONSENT_WRITE,
+    }
+)
 
 
 def page_rule(url_name: str, kind: str | None = None) -> Requirement | None:
@@ -160,8 +170,11 @@ def permits(requirement: Requirement, user: Any) -> bool:
     if requirement == ADMIN_SITE:
         return signed_in and bool(user.is_staff)
     if isinstance(requirement, tuple):
-        return (signed_in and getattr(user, "organisation_id", None) is not None
-                and all(allowed(user.role, action) for action in requirement))
+        return (
+            signed_in
+            and getattr(user, "organisation_id", None) is not None
+            and all(allowed(user.role, action) for action in requirement)
+        )
     raise ValueError(f"unknown requirement {requirement!r}")
 
 

@@ -25,11 +25,16 @@ def staff_page(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespo
         try:
             return view(request, actor, *args, **kwargs)
         except (NotFound, Forbidden) as exc:
-            return render(request, "web/error.html",
-                          {"title": exc.message, "text": _explain(exc)}, status=exc.status)
+            return render(
+                request,
+                "web/error.html",
+                {"title": exc.message, "text": _explain(exc)},
+                status=exc.status,
+            )
         except CareLoopError as exc:
-            return render(request, "web/error.html",
-                          {"title": exc.message, "text": ""}, status=exc.status)
+            return render(
+                request, "web/error.html", {"title": exc.message, "text": ""}, status=exc.status
+            )
 
     return wrapper
 

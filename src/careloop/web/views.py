@@ -68,8 +68,13 @@ def login_view(request: HttpRequest) -> HttpResponse:
             status = 429
             from careloop.audit import services as audit
 
-            audit.append(action="auth.login", outcome="denied", actor_name=username,
-                         source=source, detail={"reason": "locked_out"})
+            audit.append(
+                action="auth.login",
+                outcome="denied",
+                actor_name=username,
+                source=source,
+                detail={"reason": "locked_out"},
+            )
         else:
             user = authenticate(request, username=username, password=form.cleaned_data["password"])
             if user is None:
@@ -80,12 +85,17 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 accounts.clear_failures(username)
                 login(request, user)
                 target = request.POST.get("next") or request.GET.get("next") or ""
-                if not url_has_allowed_host_and_scheme(target, {request.get_host()},
-                                                       require_https=request.is_secure()):
+                if not url_has_allowed_host_and_scheme(
+                    target, {request.get_host()}, require_https=request.is_secure()
+                ):
                     target = "/"
                 return HttpResponseRedirect(target)
-    return render(request, "web/login.html", {"form": form, "error": error,
-                                              "next": request.GET.get("next", "")}, status=status)
+    return render(
+        request,
+        "web/login.html",
+        {"form": form, "error": error, "next": request.GET.get("next", "")},
+        status=status,
+    )
 
 
 @require_POST
@@ -104,8 +114,9 @@ def language_view(request: HttpRequest) -> HttpResponse:
     if language in dict(settings.LANGUAGES):
         if request.user.is_authenticated:
             accounts.set_language(request.user, language)  # type: ignore[arg-type]
-        response.set_cookie(settings.LANGUAGE_COOKIE_NAME, language, samesite="Lax",
-                            max_age=365 * 24 * 3600)
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME, language, samesite="Lax", max_age=365 * 24 * 3600
+        )
     return response
 
 
@@ -125,5 +136,9 @@ def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def error_500(request: HttpRequest) -> HttpResponse:
-    return _error(request, 500, _("Something went wrong"),
-                  _("The error was logged. Nothing you entered was saved; please try again."))
+    return _error(
+        request,
+        500,
+        _("Something went wrong"),
+        _("The error was logged. Nothing you entered was saved; please try again."),
+    )

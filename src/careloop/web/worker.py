@@ -14,8 +14,12 @@ def make_worker(interval: float = 1.0, max_tasks: int | None = None, batch: bool
     from django_tasks_db.management.commands.db_worker import Worker
 
     return Worker(
-        queue_names=["*"], interval=interval, batch=batch, backend_name="default",
-        startup_delay=False, max_tasks=max_tasks,
+        queue_names=["*"],
+        interval=interval,
+        batch=batch,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=max_tasks,
         worker_id=f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
         excluded_queue_names=[],
     )

@@ -17,8 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("username")
         parser.add_argument("--label", default="", help="what the token is for")
-        parser.add_argument("--revoke-all", action="store_true",
-                            help="revoke the account's existing tokens instead")
+        parser.add_argument(
+            "--revoke-all", action="store_true", help="revoke the account's existing tokens instead"
+        )
 
     def handle(self, *args: Any, username: str, label: str, revoke_all: bool, **opts: Any) -> None:
         staff = Staff.objects.filter(username=username, is_active=True).first()

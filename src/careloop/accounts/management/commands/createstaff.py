@@ -21,15 +21,29 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--org", help="organisation code (required for new accounts)")
         parser.add_argument("--role", choices=[r.value for r in Role], default=Role.NURSE.value)
-        parser.add_argument("--department", action="append", default=[],
-                            help="department code; repeat for several")
+        parser.add_argument(
+            "--department", action="append", default=[], help="department code; repeat for several"
+        )
         parser.add_argument("--name", default="", help="display name")
         parser.add_argument("--password", help="password (default: a random one, printed)")
-        parser.add_argument("--reset-password", action="store_true",
-                            help="set a new password on an existing account")
+        parser.add_argument(
+            "--reset-password",
+            action="store_true",
+            help="set a new password on an existing account",
+        )
 
-    def handle(self, *args: Any, username: str, org: str | None, role: str, department: list[str],
-               name: str, password: str | None, reset_password: bool, **opts: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        username: str,
+        org: str | None,
+        role: str,
+        department: list[str],
+        name: str,
+        password: str | None,
+        reset_password: bool,
+        **opts: Any,
+    ) -> None:
         password = password or secrets.token_urlsafe(12)
         existing = Staff.objects.filter(username=username).first()
         if reset_password:
@@ -52,9 +66,14 @@ class Command(BaseCommand):
                 raise CommandError(f"no department {code!r} in {organisation.code}")
             depts.append(dept.pk)
         self._validate(password, Staff(username=username))
-        services.create_staff(organisation_id=organisation.pk, username=username,
-                              password=password, role=role, department_ids=depts,
-                              display_name=name)
+        services.create_staff(
+            organisation_id=organisation.pk,
+            username=username,
+            password=password,
+            role=role,
+            department_ids=depts,
+            display_name=name,
+        )
         self.stdout.write(f"{username}  {password}")
 
     @staticmethod

@@ -21,12 +21,22 @@ class Command(BaseCommand):
     def handle(self, *args: Any, action: str, **opts: Any) -> None:
         result = services.verify()
         if opts.get("json"):
-            self.stdout.write(json.dumps({"ok": result.ok, "checked": result.checked,
-                                          "chains": result.chains, "problems": result.problems}))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "ok": result.ok,
+                        "checked": result.checked,
+                        "chains": result.chains,
+                        "problems": result.problems,
+                    }
+                )
+            )
         else:
             for problem in result.problems:
                 self.stdout.write(f"TAMPERED  {problem}")
-            self.stdout.write(f"checked {result.checked} events in {result.chains} chain(s): "
-                              + ("intact" if result.ok else f"{len(result.problems)} problem(s)"))
+            self.stdout.write(
+                f"checked {result.checked} events in {result.chains} chain(s): "
+                + ("intact" if result.ok else f"{len(result.problems)} problem(s)")
+            )
         if not result.ok:
             raise CommandError("the audit trail has been altered", returncode=1)

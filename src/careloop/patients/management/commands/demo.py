@@ -15,28 +15,43 @@ LOGINS_FILE = "demo-logins.txt"
 
 
 class Command(BaseCommand):
-    help = ("Build a reproducible demo hospital (cardiology 心内科, endocrinology 内分泌科) with "
-            "staff of every role and synthetic patients. Passwords are random and printed once; "
-            f"they are also kept in ./var/{LOGINS_FILE} (readable by you only).")
+    help = (
+        "Build a reproducible demo hospital (cardiology 心内科, endocrinology 内分泌科) with "
+        "staff of every role and synthetic patients. Passwords are random and printed once; "
+        f"they are also kept in ./var/{LOGINS_FILE} (readable by you only)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--patients", type=int, default=200, help="how many patients (default 200)")
-        parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
-        parser.add_argument("--if-empty", action="store_true",
-                            help="do nothing (but print the logins) if an organisation exists")
+        parser.add_argument(
+            "--patients", type=int, default=200, help="how many patients (default 200)"
+        )
+        parser.add_argument(
+            "--seed", type=int, default=7, help="random seed (same seed, same data)"
+        )
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="do nothing (but print the logins) if an organisation exists",
+        )
         parser.add_argument("--host", default="http://127.0.0.1:8000", help="URL to print")
 
-    def handle(self, *args: Any, patients: int, seed: int, if_empty: bool, host: str,
-               **opts: Any) -> None:
+    def handle(
+        self, *args: Any, patients: int, seed: int, if_empty: bool, host: str, **opts: Any
+    ) -> None:
         path = Path(settings.VAR_DIR) / LOGINS_FILE
         if patients < 0 or patients > 1_000_000:
             raise CommandError("--patients must be between 0 and 1,000,000")
         if Organisation.objects.exists():
             if not if_empty:
-                raise CommandError("the database already holds an organisation; demo data goes "
-                                   "into an empty database only")
-            self.stdout.write(path.read_text() if path.exists() else
-                              "The database already has data; the demo logins are not on file.")
+                raise CommandError(
+                    "the database already holds an organisation; demo data goes "
+                    "into an empty database only"
+                )
+            self.stdout.write(
+                path.read_text()
+                if path.exists()
+                else "The database already has data; the demo logins are not on file."
+            )
             return
         from careloop.demo.build import build
 
@@ -53,8 +68,11 @@ class Command(BaseCommand):
         ]
         lines += [f"  {u:<22} {p:<16} {role}" for u, p, role in result.logins]
         if result.example:
-            lines += ["", f"Try: sign in as nurse.cardiology and search {result.example['tail']} "
-                          f"(last 4 digits of {result.example['name']}'s phone)."]
+            lines += [
+                "",
+                f"Try: sign in as nurse.cardiology and search {result.example['tail']} "
+                f"(last 4 digits of {result.example['name']}'s phone).",
+            ]
         text = "\n".join(lines) + "\n"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

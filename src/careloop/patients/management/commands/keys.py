@@ -12,8 +12,10 @@ from careloop.kit.crypto import EncryptedTextField
 
 
 class Command(BaseCommand):
-    help = ("Key tools. `rotate`: put the new key first in CARELOOP_FIELD_KEYS (keep the old "
-            "ones after it), run this, then drop the old keys.")
+    help = (
+        "Key tools. `rotate`: put the new key first in CARELOOP_FIELD_KEYS (keep the old "
+        "ones after it), run this, then drop the old keys."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -28,8 +30,12 @@ class Command(BaseCommand):
             pks = list(model._default_manager.values_list("pk", flat=True))
             for start in range(0, len(pks), 500):
                 with transaction.atomic():
-                    for row in model._default_manager.select_for_update().filter(pk__in=pks[start:start + 500]):
+                    for row in model._default_manager.select_for_update().filter(
+                        pk__in=pks[start : start + 500]
+                    ):
                         # Reading decrypts with any configured key; saving encrypts with the first.
-                        model._default_manager.filter(pk=row.pk).update(**{n: getattr(row, n) for n in names})
+                        model._default_manager.filter(pk=row.pk).update(
+                            **{n: getattr(row, n) for n in names}
+                        )
                         total += 1
         self.stdout.write(f"re-encrypted {total} row(s)")

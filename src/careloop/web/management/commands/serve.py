@@ -17,11 +17,15 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
         parser.add_argument("--port", type=int, default=8000, help="port to listen on")
         parser.add_argument("--threads", type=int, default=8, help="request threads")
-        parser.add_argument("--with-worker", action="store_true",
-                            help="run the background worker in this process too")
+        parser.add_argument(
+            "--with-worker",
+            action="store_true",
+            help="run the background worker in this process too",
+        )
 
-    def handle(self, *args: Any, host: str, port: int, threads: int, with_worker: bool,
-               **opts: Any) -> None:
+    def handle(
+        self, *args: Any, host: str, port: int, threads: int, with_worker: bool, **opts: Any
+    ) -> None:
         from waitress import serve
 
         from careloop.wsgi import application
@@ -31,7 +35,11 @@ class Command(BaseCommand):
 
             start_worker_thread()
         self.stdout.write(f"CareLoop listening on http://{host}:{port}/  (Ctrl+C stops it)")
-        serve(application, host=host, port=port, threads=threads, ident="CareLoop",
-              max_request_body_size=64 * 1024 * 1024)
-
-
+        serve(
+            application,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="CareLoop",
+            max_request_body_size=64 * 1024 * 1024,
+        )
