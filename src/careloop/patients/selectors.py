@@ -232,20 +232,33 @@ def get_record(actor: Actor, patient_id: int, key: str, record_id: int) -> tuple
     kind = kind_of(key)
     require(actor, kind.view_action, patient_id=patient_id)
     patient = get_patient(actor, patient_id, audit_read=False)
-    row = kind.model._default_manager.filter(
-        patient=patient, pk=record_id, deleted_at__isnull=True
-    ).first()
+    row = live_row(actor, kind, patient, record_id, "read")
+    audit.record(actor, f"{kind.key}.read", patient_id=patient.pk, obj=row)
+    return patient, row
+
+
+def live_row(
+    actor: Actor,
+    kind: RecordKind,
+    patient: m.Patient,
+    record_id: int,
+    verb: str,
+    *,
+    lock: bool = False,
+) -> Any:
+    """A live row of this (already authorised) patient; NotFound, audited, if none."""
+    qs = kind.model._default_manager.filter(patient=patient, pk=record_id, deleted_at__isnull=True)
+    row = (qs.select_for_update() if lock else qs).first()
     if row is None:
         audit.record_denied(
             actor,
-            f"{kind.key}.read",
+            f"{kind.key}.{verb}",
             patient_id=patient.pk,
             object_id=record_id,
             detail={"reason": "scope"},
         )
         raise NotFound()
-    audit.record(actor, f"{kind.key}.read", patient_id=patient.pk, obj=row)
-    return patient, row
+    return row
 
 
 def allergies_banner(patient: m.Patient) -> list[m.Allergy]:

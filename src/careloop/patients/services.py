@@ -15,7 +15,7 @@ from careloop.accounts.roles import Action
 from careloop.audit import services as audit
 from careloop.kit.clock import utc_now
 from careloop.kit.crypto import blind_index
-from careloop.kit.errors import DuplicatePatient, NotFound, StaleVersion, ValidationFailed
+from careloop.kit.errors import DuplicatePatient, StaleVersion, ValidationFailed
 from careloop.patients import forms as f
 from careloop.patients import models as m
 from careloop.patients import selectors
@@ -377,18 +377,7 @@ def update_record(
     require(actor, kind.write_action, patient_id=patient_id)
     expected_version = _require_version(expected)
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
-    row = kind.model._default_manager.filter(
-        patient=patient, pk=record_id, deleted_at__isnull=True
-    ).first()
-    if row is None:
-        audit.record_denied(
-            actor,
-            f"{kind.key}.update",
-            patient_id=patient.pk,
-            object_id=record_id,
-            detail={"reason": "scope"},
-        )
-        raise NotFound()
+    row = selectors.live_row(actor, kind, patient, record_id, "update")
     form = _validate(
         _record_form(kind_key, actor, _with_current(row, kind.fields, data), files, instance=row)
     )
@@ -426,20 +415,7 @@ def delete_record(
     expected_version = _require_version(expected)
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
     with transaction.atomic():
-        row = (
-            kind.model._default_manager.select_for_update()
-            .filter(patient=patient, pk=record_id, deleted_at__isnull=True)
-            .first()
-        )
-        if row is None:
-            audit.record_denied(
-                actor,
-                f"{kind.key}.delete",
-                patient_id=patient.pk,
-                object_id=record_id,
-                detail={"reason": "scope"},
-            )
-            raise NotFound()
+        row = selectors.live_row(actor, kind, patient, record_id, "delete", lock=True)
         if row.version != expected_version:
             raise _stale(kind.key, row, expected_version, kind.fields)
         row.deleted_at = utc_now()
