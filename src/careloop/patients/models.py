@@ -76,6 +76,7 @@ class Patient(Versioned):
         indexes = [
             models.Index(fields=["organisation", "name"], name="patient_org_name"),
             models.Index(fields=["organisation", "date_of_birth"], name="patient_org_dob"),
+            models.Index(fields=["organisation", "national_id_index"], name="patient_org_nid"),
         ]
 
     def __str__(self) -> str:
