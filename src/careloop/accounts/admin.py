@@ -69,19 +69,24 @@ class OrgScoped:
         return qs.filter(**{self.org_path: _org(request)})
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if not request.user.is_superuser:
-            org = _org(request)
-            scopes = {
-                Organisation: "pk",
-                Department: "organisation",
-                Staff: "organisation",
-                CareTeam: "department__organisation",
-            }
-            if db_field.related_model in scopes:
-                kwargs["queryset"] = db_field.related_model.objects.filter(
-                    **{scopes[db_field.related_model]: org}
-                )
+        _limit_choices(db_field, request, kwargs)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+
+def _limit_choices(db_field: Any, request: HttpRequest, kwargs: dict[str, Any]) -> None:
+    """Drop-downs offer only the admin's own organisation's rows."""
+    if request.user.is_superuser:
+        return
+    scopes = {
+        Organisation: "pk",
+        Department: "organisation",
+        Staff: "organisation",
+        CareTeam: "department__organisation",
+    }
+    if db_field.related_model in scopes:
+        kwargs["queryset"] = db_field.related_model.objects.filter(
+            **{scopes[db_field.related_model]: _org(request) or 0}
+        )
 
 
 def _audit(request: HttpRequest, action: str, obj: Any, detail: dict[str, Any]) -> None:
@@ -127,8 +132,9 @@ class DepartmentAdmin(OrgScoped, admin.ModelAdmin):
         return () if request.user.is_superuser else ("organisation",)
 
 
-class CareTeamMemberInline(admin.TabularInline):
-    model = CareTeamMember
+class OrgInline(admin.TabularInline):
+    """Rows edited inside an org-scoped page: same permissions, same choice limits."""
+
     extra = 1
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -137,9 +143,12 @@ class CareTeamMemberInline(admin.TabularInline):
     has_change_permission = has_add_permission = has_delete_permission = has_view_permission
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "staff" and not request.user.is_superuser:
-            kwargs["queryset"] = Staff.objects.filter(organisation_id=_org(request) or 0)
+        _limit_choices(db_field, request, kwargs)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class CareTeamMemberInline(OrgInline):
+    model = CareTeamMember
 
 
 @admin.register(CareTeam)
@@ -159,19 +168,8 @@ class CareTeamAdmin(OrgScoped, admin.ModelAdmin):
         )
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(OrgInline):
     model = Membership
-    extra = 1
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _org_admin(request)
-
-    has_change_permission = has_add_permission = has_delete_permission = has_view_permission
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "department" and not request.user.is_superuser:
-            kwargs["queryset"] = Department.objects.filter(organisation_id=_org(request) or 0)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Staff)
