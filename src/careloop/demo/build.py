@@ -195,9 +195,6 @@ def _one_patient(
             since=today - timedelta(days=rng.randint(10, 80)),
         )
     result.patients += 1
-    if not result.example and home == "cardiology":
-        result.example = {"name": patient.name, "tail": phones[0][-4:], "department": "心内科"}
-
     for icd, snomed, display in profile["conditions"]:
         onset = today - timedelta(days=rng.randint(400, 4000))
         patient_services.add_record(
@@ -242,6 +239,9 @@ def _one_patient(
                 "noted_on": (today - timedelta(days=rng.randint(100, 3000))).isoformat(),
             },
         )
+        if not result.example and home == "cardiology":
+            # The patient the printed hint points to has an allergy to look at and edit.
+            result.example = {"name": patient.name, "tail": phones[0][-4:], "department": "心内科"}
     if rng.random() < 0.5:
         relation, disease = rng.choice(FAMILY)
         patient_services.add_record(

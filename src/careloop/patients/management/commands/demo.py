@@ -71,7 +71,8 @@ class Command(BaseCommand):
             lines += [
                 "",
                 f"Try: sign in as nurse.cardiology and search {result.example['tail']} "
-                f"(last 4 digits of {result.example['name']}'s phone).",
+                f"(last 4 digits of {result.example['name']}'s phone), open the record and "
+                "edit their allergy on the Overview tab (it is also in the red banner).",
             ]
         text = "\n".join(lines) + "\n"
         path.parent.mkdir(parents=True, exist_ok=True)
