@@ -8,6 +8,21 @@ from datetime import datetime
 from typing import Any
 
 GENESIS = "0" * 64
+# Columns of an audit row that enter its hash as they are ("at" enters as ISO text).
+HASHED_NAMES = (
+    "chain",
+    "seq",
+    "actor_id",
+    "actor",
+    "organisation_id",
+    "action",
+    "patient_id",
+    "object_type",
+    "object_id",
+    "outcome",
+    "source",
+    "detail",
+)
 
 
 def canonical(fields: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 
-from careloop.audit.domain import GENESIS, chain_hash, hashed_fields
+from careloop.audit.domain import GENESIS, HASHED_NAMES, chain_hash, hashed_fields
 from careloop.audit.models import AuditChainHead, AuditEvent, Outcome
 from careloop.kit.clock import utc_now
 
@@ -71,23 +71,8 @@ def append(
             detail=detail or {},
         )
         digest = chain_hash(head.hash, fields)
-        event = AuditEvent.objects.create(
-            chain=chain,
-            seq=fields["seq"],
-            at=at,
-            actor_id=actor_id,
-            actor=fields["actor"],
-            organisation_id=organisation_id,
-            action=action,
-            patient_id=patient_id,
-            object_type=object_type,
-            object_id=fields["object_id"],
-            outcome=fields["outcome"],
-            source=fields["source"],
-            detail=fields["detail"],
-            prev_hash=head.hash,
-            hash=digest,
-        )
+        # The row holds exactly what was hashed (the time as a datetime, not its text).
+        event = AuditEvent.objects.create(**{**fields, "at": at}, prev_hash=head.hash, hash=digest)
         head.seq = fields["seq"]
         head.hash = digest
         head.save(update_fields=["seq", "hash"])
@@ -163,19 +148,8 @@ def verify(batch: int = 5000) -> Verification:
             if event.prev_hash != prev:
                 result.problems.append(f"{chain} #{event.seq}: link to the previous row is broken")
             fields = hashed_fields(
-                chain=event.chain,
-                seq=event.seq,
+                **{name: getattr(event, name) for name in HASHED_NAMES},
                 at=event.at.astimezone(UTC),
-                actor_id=event.actor_id,
-                actor=event.actor,
-                organisation_id=event.organisation_id,
-                action=event.action,
-                patient_id=event.patient_id,
-                object_type=event.object_type,
-                object_id=event.object_id,
-                outcome=event.outcome,
-                source=event.source,
-                detail=event.detail,
             )
             if chain_hash(event.prev_hash, fields) != event.hash:
                 result.problems.append(f"{chain} #{event.seq}: row was altered")

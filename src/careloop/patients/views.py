@@ -369,18 +369,16 @@ def record_create(request: HttpRequest, actor: Actor, patient_id: int, kind: str
             return redirect(_back(patient, kind))
     else:
         form = _kind_form(rk, actor, initial=_record_initial(rk, actor))
-    return render(
-        request,
-        "patients/record_form.html",
-        {
-            "form": form,
-            "patient": patient,
-            "kind": rk,
-            "creating": True,
-            "back": _back(patient, kind),
-        },
-        status=422 if request.method == "POST" else 200,
-    )
+    return _record_page(request, form, patient, rk, creating=True)
+
+
+def _record_page(
+    request: HttpRequest, form: BaseForm, patient: m.Patient, rk: RecordKind, **extra: Any
+) -> HttpResponse:
+    """The add/edit form of a row; a re-shown POST answers 422 (it was refused)."""
+    context = {"form": form, "patient": patient, "kind": rk, "back": _back(patient, rk.key)}
+    status = 422 if request.method == "POST" else 200
+    return render(request, "patients/record_form.html", {**context, **extra}, status=status)
 
 
 def _record_initial(rk: RecordKind, actor: Actor) -> dict[str, Any]:
@@ -434,20 +432,7 @@ def record_edit(
             return redirect(_back(patient, kind))
     else:
         form = _kind_form(rk, actor, instance=row)
-    return render(
-        request,
-        "patients/record_form.html",
-        {
-            "form": form,
-            "patient": patient,
-            "kind": rk,
-            "row": row,
-            "version": version,
-            "stale": stale,
-            "back": _back(patient, kind),
-        },
-        status=422 if request.method == "POST" else 200,
-    )
+    return _record_page(request, form, patient, rk, row=row, version=version, stale=stale)
 
 
 @staff_page
