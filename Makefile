@@ -37,7 +37,7 @@ assets: $(VENDOR)/.stamp
 run: install assets
 	$(BIN)/careloop migrate --no-input -v 0
 	$(BIN)/careloop demo --if-empty --patients $(DEMO_PATIENTS) --host http://$(HOST):$(PORT)
-	$(BIN)/careloop serve --with-worker --host $(HOST) --port $(PORT)
+	$(BIN)/careloop serve --with-worker --fake-providers --host $(HOST) --port $(PORT)
 
 test: install assets test-sqlite test-postgres
 

@@ -14,6 +14,9 @@ from careloop.accounts.models import Department, Organisation, Staff
 from careloop.accounts.roles import Role
 from careloop.patients import services as patient_services
 
+# Shared fixtures of other areas: a clinic with plans and a fake SMS provider.
+pytest_plugins = ["tests.support.clinic"]
+
 PASSWORD = "Correct-Horse-42"  # noqa: S105 - test accounts only
 
 # A valid resident ID (GB 11643 check character X) for a woman born 1949-12-31.

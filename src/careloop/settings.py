@@ -10,6 +10,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from careloop.kit import clock as _clock
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -49,6 +51,17 @@ def _secret_from_file(filename: str, nbytes: int, variable: str) -> str:
     return value
 
 
+# The settable clock (demos, training, acceptance checks): never in production.
+if env("FAKE_NOW"):
+    if PRODUCTION:
+        raise ImproperlyConfigured("CARELOOP_FAKE_NOW is refused in production mode.")
+    try:
+        _clock.install(_clock.configure_from_env(VAR_DIR))
+    except _clock.ClockError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+else:
+    _clock.install(None)
+
 SECRET_KEY = env("SECRET_KEY") or ""
 if PRODUCTION and (SECRET_KEY.strip().lower() in INSECURE_KEYS or len(SECRET_KEY) < 32):
     raise ImproperlyConfigured(
@@ -64,6 +77,9 @@ if not FIELD_KEYS:
     FIELD_KEYS = [_secret_from_file("field_key", 32, "FIELD_KEYS")]
 # Keyed hashing for exact-match search on encrypted fields (blind index).
 INDEX_KEY = env("INDEX_KEY") or _secret_from_file("index_key", 32, "INDEX_KEY")
+
+# The address patients' message links point to (the portal as patients reach it).
+PUBLIC_URL = env("PUBLIC_URL") or "http://127.0.0.1:8000"
 
 ALLOWED_HOSTS = [
     h.strip() for h in (env("ALLOWED_HOSTS") or "127.0.0.1,localhost,[::1]").split(",") if h.strip()
@@ -86,6 +102,10 @@ INSTALLED_APPS = [
     "careloop.accounts",
     "careloop.audit",
     "careloop.patients",
+    "careloop.careplans",
+    "careloop.channels",
+    "careloop.reminders",
+    "careloop.alerts",
     "careloop.web",
 ]
 

@@ -38,6 +38,11 @@ class Action(StrEnum):
     AUDIT_EXPORT = "audit.export"
     ORG_MANAGE = "org.manage"
     API_TOKEN = "api.token"  # noqa: S105 - an action name, not a secret
+    CAREPLAN_ENROL = "careplan.enrol"
+    REMINDERS_OPERATE = "reminders.operate"
+    TASK_WORK = "task.work"
+    APPOINTMENT_BOOK = "appointment.book"
+    SCHEDULE_MANAGE = "schedule.manage"
 
 
 _CLINICAL = {
@@ -49,6 +54,9 @@ _CLINICAL = {
     Action.CLINICAL_WRITE,
     Action.CONSENT_WRITE,
     Action.API_TOKEN,
+    Action.CAREPLAN_ENROL,
+    Action.TASK_WORK,
+    Action.APPOINTMENT_BOOK,
 }
 
 MATRIX: dict[Role, frozenset[Action]] = {
@@ -65,9 +73,15 @@ MATRIX: dict[Role, frozenset[Action]] = {
             Action.CONSENT_WRITE,
             Action.ORG_MANAGE,
             Action.API_TOKEN,
+            Action.REMINDERS_OPERATE,
+            Action.SCHEDULE_MANAGE,
+            Action.APPOINTMENT_BOOK,
         }
     ),
-    Role.DEPT_HEAD: frozenset(_CLINICAL | {Action.PATIENT_MERGE}),
+    # Department heads also run the reminder operations and the clinic schedules.
+    Role.DEPT_HEAD: frozenset(
+        _CLINICAL | {Action.PATIENT_MERGE, Action.REMINDERS_OPERATE, Action.SCHEDULE_MANAGE}
+    ),
     Role.DOCTOR: frozenset(_CLINICAL | {Action.PATIENT_MERGE}),
     Role.NURSE: frozenset(_CLINICAL),
     # Auditors read the audit trail and nothing clinical.

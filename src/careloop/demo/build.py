@@ -15,10 +15,13 @@ from careloop.accounts import services as accounts
 from careloop.accounts.actor import Actor
 from careloop.accounts.models import CareTeam, CareTeamMember, Department, Organisation, Staff
 from careloop.accounts.roles import Role
+from careloop.careplans import services as plan_services
+from careloop.channels.models import ChannelConfig
 from careloop.demo import people
 from careloop.kit.clock import utc_now
 from careloop.patients import models as pm
 from careloop.patients import services as patient_services
+from careloop.reminders import services as reminder_services
 
 DEPARTMENTS = [
     ("cardiology", "心内科", "Cardiology"),
@@ -139,12 +142,40 @@ def build(patients: int = 200, seed: int = 7) -> DemoResult:
         code: Actor(user=staff[f"head.{code}"], source="demo", channel="demo")
         for code, _zh, _en in DEPARTMENTS
     }
+    setup_reminders(org)
     kinds = list(PROFILES)
     weights = [4, 2, 4, 2]
     for i in range(patients):
         profile_key = rng.choices(kinds, weights)[0]
         _one_patient(rng, i, profile_key, today, actors, depts, teams, result)
+    # Enrolment rules come last, so that each patient is enrolled once with a complete record.
+    plan_services.install_default_rules(org)
+    for patient in pm.Patient.objects.filter(organisation=org):
+        plan_services.apply_rules(patient)
     return result
+
+
+DEMO_SMS_PORT = 8765
+
+
+def setup_reminders(org: Organisation) -> None:
+    """Plan templates, reminder settings, and SMS/voice channels pointing at the local fake."""
+    plan_services.load_templates()
+    reminder_services.settings_for(org.pk)
+    credentials = {
+        "endpoint": f"http://127.0.0.1:{DEMO_SMS_PORT}/",
+        "access_key_id": "LTAIdemo" + secrets.token_hex(4),
+        "access_key_secret": secrets.token_urlsafe(18),
+        "sign_name": "示范医院",
+        "template_code": "SMS_0000001",
+        "tts_code": "TTS_0000001",
+        "callback_token": secrets.token_urlsafe(18),
+        "timeout": 5,
+    }
+    for kind, provider in (("sms", "aliyun_sms"), ("voice", "aliyun_voice")):
+        cfg = ChannelConfig(organisation=org, kind=kind, provider=provider)
+        cfg.config = credentials
+        cfg.save()
 
 
 def _one_patient(
@@ -316,14 +347,20 @@ def _one_patient(
                 ],
             },
         )
-    for purpose in ("care_reminders", "education"):
+    for purpose, channel in (
+        ("care_reminders", data["preferred_channels"][0]),
+        ("care_reminders", "sms"),
+        ("education", data["preferred_channels"][0]),
+    ):
+        if purpose == "care_reminders" and channel == "sms" and data["preferred_channels"][0] == "sms":
+            continue
         patient_services.add_record(
             actor,
             patient.pk,
             "consents",
             {
                 "purpose": purpose,
-                "channel": data["preferred_channels"][0],
+                "channel": channel,
                 "granted": "on",
                 "decided_on": (today - timedelta(days=rng.randint(0, 90))).isoformat(),
                 "source": "paper",

@@ -18,7 +18,7 @@ from careloop.kit.crypto import blind_index
 from careloop.kit.errors import DuplicatePatient, StaleVersion, ValidationFailed
 from careloop.patients import forms as f
 from careloop.patients import models as m
-from careloop.patients import selectors
+from careloop.patients import selectors, signals
 from careloop.patients.records import KINDS, plain, serialise, snapshot
 from careloop.patients.selectors import require
 
@@ -254,6 +254,9 @@ def update_patient(actor: Actor, patient_id: int, data: dict[str, Any], expected
         audit.record(
             actor, "patient.update", patient_id=locked.pk, obj=locked, detail={"fields": changed}
         )
+        signals.patient_changed.send(
+            sender=m.Patient, actor=actor, patient=locked, fields=changed, change="update"
+        )
     return locked
 
 
@@ -361,6 +364,9 @@ def add_record(
         row.save()
         _version_row(actor, patient, kind.key, row, "create", kind.fields)
         audit.record(actor, f"{kind.key}.create", patient_id=patient.pk, obj=row)
+        signals.record_changed.send(
+            sender=kind.model, actor=actor, patient=patient, kind=kind.key, row=row, change="create"
+        )
     return row
 
 
@@ -403,6 +409,14 @@ def update_record(
                 "fields": sorted(k for k in after if k != "version" and before.get(k) != after[k])
             },
         )
+        signals.record_changed.send(
+            sender=kind.model,
+            actor=actor,
+            patient=patient,
+            kind=kind.key,
+            row=locked,
+            change="update",
+        )
     return locked
 
 
@@ -424,4 +438,7 @@ def delete_record(
         row.save()
         _version_row(actor, patient, kind.key, row, "delete", kind.fields)
         audit.record(actor, f"{kind.key}.delete", patient_id=patient.pk, obj=row)
+        signals.record_changed.send(
+            sender=kind.model, actor=actor, patient=patient, kind=kind.key, row=row, change="delete"
+        )
     return row

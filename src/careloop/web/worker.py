@@ -39,3 +39,21 @@ def start_worker_thread(interval: float = 1.0) -> threading.Thread:
     thread.start()
     log.info("in-process worker started")
     return thread
+
+
+def start_dispatcher_thread(interval: float = 1.0) -> threading.Thread:
+    """Send due reminders beside the web server (the embedded default)."""
+    from careloop.reminders.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher(interval=interval)
+
+    def run() -> None:
+        try:
+            dispatcher.run()
+        except Exception:  # keep the web server up; the error is logged for operators
+            log.exception("in-process reminder dispatcher stopped")
+
+    thread = threading.Thread(target=run, name="careloop-dispatcher", daemon=True)
+    thread.start()
+    log.info("in-process reminder dispatcher started")
+    return thread

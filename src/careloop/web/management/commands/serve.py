@@ -22,18 +22,39 @@ class Command(BaseCommand):
             action="store_true",
             help="run the background worker in this process too",
         )
+        parser.add_argument(
+            "--fake-providers",
+            action="store_true",
+            help=(
+                "also run local fake SMS/voice providers for channels configured on loopback "
+                "(the demo); refused in production mode"
+            ),
+        )
 
     def handle(
-        self, *args: Any, host: str, port: int, threads: int, with_worker: bool, **opts: Any
+        self,
+        *args: Any,
+        host: str,
+        port: int,
+        threads: int,
+        with_worker: bool,
+        fake_providers: bool = False,
+        **opts: Any,
     ) -> None:
         from waitress import serve
 
         from careloop.wsgi import application
 
+        if fake_providers:
+            from careloop.channels.fakes.local import start_loopback_fakes
+
+            for line in start_loopback_fakes():
+                self.stdout.write(line)
         if with_worker:
-            from careloop.web.worker import start_worker_thread
+            from careloop.web.worker import start_dispatcher_thread, start_worker_thread
 
             start_worker_thread()
+            start_dispatcher_thread()
         self.stdout.write(f"CareLoop listening on http://{host}:{port}/  (Ctrl+C stops it)")
         serve(
             application,

@@ -1,0 +1,1 @@
+"""Alerts and the staff worklist: tasks for the responsible nurse or doctor."""

@@ -1,0 +1,1 @@
+"""Care plans: versioned plan templates, enrolment (by staff or by rule) and personalisation."""

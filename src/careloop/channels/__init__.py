@@ -1,0 +1,1 @@
+"""Delivery channels: one port, an adapter per provider (SMS, WeChat, voice, push, e-mail)."""

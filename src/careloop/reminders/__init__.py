@@ -1,0 +1,1 @@
+"""Reminder occurrences, the dispatcher and the escalation ladder."""
