@@ -101,6 +101,13 @@ class TestProductionSecrets:
         # Nothing was generated on disk: every secret came from the environment.
         assert not any((tmp_path / "var").glob("*_key"))
 
+    def test_production_refuses_a_fake_clock(self, tmp_path):
+        result = load_settings(
+            tmp_path, SECRET_KEY=STRONG_SECRET, FAKE_NOW="2026-03-08T08:00:00+08:00", **KEYS
+        )
+        assert result.returncode != 0
+        assert "CARELOOP_FAKE_NOW is refused in production" in result.stderr
+
     @pytest.mark.parametrize("missing", ["FIELD_KEYS", "INDEX_KEY"])
     def test_production_does_not_generate_encryption_keys(self, tmp_path, missing):
         extra = {k: v for k, v in KEYS.items() if k != missing}
