@@ -15,6 +15,7 @@ urlpatterns = [
     path("language/", web.language_view, name="language"),
     path("patients/", include("careloop.patients.urls")),
     path("audit/", include("careloop.audit.urls")),
+    path("hooks/", include("careloop.channels.urls")),
     path("api/", api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -250,7 +250,9 @@ class AliyunSmsAdapter(BaseAdapter):
                 chunk = members[start : start + BATCH_LIMIT]
                 for i, outcome in self._send_chunk(messages, template, chunk):
                     results[i] = outcome
-        return [r if r is not None else TransientError("not sent") for r in results]
+        return [
+            r if r is not None else TransientError(f"{self.provider}: not sent") for r in results
+        ]
 
     def _send_chunk(
         self, messages: Sequence[Message], template: str, chunk: list[tuple[int, str]]

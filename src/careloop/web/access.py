@@ -72,6 +72,8 @@ PAGES: dict[str, Page] = {
     "login": Page(PUBLIC, _GET_POST),
     "logout": Page(PUBLIC, _POST),
     "language": Page(PUBLIC, _POST),
+    # Provider callbacks: signed or token-checked by the channel, no session.
+    "channels:callback": Page(PUBLIC, _GET_POST),
     "patients:list": Page((A.PATIENT_SEARCH,)),
     "patients:create": Page((A.PATIENT_CREATE,), _GET_POST),
     # The record page opens on the overview tab, which lists clinical rows.
