@@ -29,7 +29,9 @@ class TestStaffEnrolment:
         tpl = clinic.template("hypertension")
         preview = plan_services.preview(clinic.actor, p.pk, tpl.pk, now=NOW, days=14)
         enrolment = clinic.enrol(p, "hypertension", now=NOW)
-        created = rm.Occurrence.objects.filter(enrolment=enrolment, due_at__lt=NOW + timedelta(days=14))
+        created = rm.Occurrence.objects.filter(
+            enrolment=enrolment, due_at__lt=NOW + timedelta(days=14)
+        )
         assert sorted(f"{i.local:%Y-%m-%dT%H:%M}" for i in preview) == sorted(
             created.values_list("local_due", flat=True)
         )
@@ -51,13 +53,17 @@ class TestStaffEnrolment:
 
     def test_post_discharge_contacts_at_day_1_3_7_14_30(self, clinic: Clinic) -> None:
         p = clinic.patient()
-        reminder_settings = rm.ReminderSettings.objects.get_or_create(organisation=clinic.world.org)[0]
+        reminder_settings = rm.ReminderSettings.objects.get_or_create(
+            organisation=clinic.world.org
+        )[0]
         reminder_settings.horizon_days = 40
         reminder_settings.save()
         from datetime import date
 
         clinic.enrol(p, "post-discharge", now=NOW, anchor_date=date(2026, 3, 1))
-        contacts = rm.Occurrence.objects.filter(patient=p, activity_code="contact").order_by("due_at")
+        contacts = rm.Occurrence.objects.filter(patient=p, activity_code="contact").order_by(
+            "due_at"
+        )
         assert list(contacts.values_list("local_due", flat=True)) == [
             "2026-03-02T10:00",
             "2026-03-04T10:00",
@@ -79,7 +85,8 @@ class TestStaffEnrolment:
         occ = rm.Occurrence.objects.filter(enrolment=enrolment)
         assert not occ.filter(activity_code="diet-education").exists()
         assert set(
-            t[-5:] for t in occ.filter(activity_code="bp-morning").values_list("local_due", flat=True)
+            t[-5:]
+            for t in occ.filter(activity_code="bp-morning").values_list("local_due", flat=True)
         ) == {"07:00"}
 
     def test_bad_adjustment_is_refused_and_nothing_is_created(self, clinic: Clinic) -> None:
@@ -130,8 +137,9 @@ class TestChangesRecomputeTheFutureOnly:
         clinic.enrol(p, "hypertension", now=NOW)
         clinic.run(utc(2026, 3, 2, 0, 0))
         later = utc(2026, 3, 3, 1, 0)
-        with mock.patch("careloop.careplans.services.utc_now", return_value=later), mock.patch(
-            "careloop.reminders.services.utc_now", return_value=later
+        with (
+            mock.patch("careloop.careplans.services.utc_now", return_value=later),
+            mock.patch("careloop.reminders.services.utc_now", return_value=later),
         ):
             patient_services.update_record(
                 clinic.actor, p.pk, "medications", rx.pk, {"status": "stopped"}, rx.version
@@ -151,9 +159,9 @@ class TestChangesRecomputeTheFutureOnly:
         tpl, outcome = plan_services.save_template(spec, now=NOW)
         assert outcome == "updated" and tpl.version == 2
         times = set(
-            rm.Occurrence.objects.filter(enrolment=enrolment, activity_code="bp-morning").values_list(
-                "local_due", flat=True
-            )
+            rm.Occurrence.objects.filter(
+                enrolment=enrolment, activity_code="bp-morning"
+            ).values_list("local_due", flat=True)
         )
         assert {t[-5:] for t in times} == {"09:15"}
 
@@ -164,7 +172,9 @@ class TestChangesRecomputeTheFutureOnly:
         clinic.run(utc(2026, 3, 2, 0, 0))
         ended = plan_services.end_enrolment(clinic.actor, enrolment.pk, reason="转院")
         assert ended.status == "ended"
-        statuses = set(rm.Occurrence.objects.filter(enrolment=enrolment).values_list("status", flat=True))
+        statuses = set(
+            rm.Occurrence.objects.filter(enrolment=enrolment).values_list("status", flat=True)
+        )
         assert statuses <= {S.SENT, S.CANCELLED}
         assert rm.Occurrence.objects.filter(enrolment=enrolment, status=S.SENT).count() == 1
         with pytest.raises(Conflict):
@@ -194,10 +204,14 @@ class TestRules:
         )
         assert cm.Enrolment.objects.filter(patient=p).count() == 1
 
-    def test_discharge_from_surgery_enrols_in_post_discharge(self, clinic: Clinic, world: object) -> None:
+    def test_discharge_from_surgery_enrols_in_post_discharge(
+        self, clinic: Clinic, world: object
+    ) -> None:
         from careloop.accounts.models import Department
 
-        surgery = Department.objects.create(organisation=clinic.world.org, code="surgery", name="外科")
+        surgery = Department.objects.create(
+            organisation=clinic.world.org, code="surgery", name="外科"
+        )
         plan_services.install_default_rules(clinic.world.org)
         p = clinic.patient()
         patient_services.add_record(
@@ -222,7 +236,11 @@ class TestRules:
             clinic.actor,
             p.pk,
             "visits",
-            {"kind": "outpatient", "department": clinic.world.cardio.pk, "admitted_on": "2026-02-20"},
+            {
+                "kind": "outpatient",
+                "department": clinic.world.cardio.pk,
+                "admitted_on": "2026-02-20",
+            },
         )
         assert not cm.Enrolment.objects.filter(patient=p).exists()
 

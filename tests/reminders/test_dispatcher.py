@@ -12,7 +12,6 @@ from careloop.careplans import services as plan_services
 from careloop.reminders import dispatcher, links
 from careloop.reminders import models as rm
 from careloop.reminders import services as reminder_services
-
 from tests.support.clinic import Clinic, utc
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +75,9 @@ class TestHypertensionMedicationReminder:
         assert occ.wake_at == utc(2026, 3, 2, 2, 0)  # ladder: voice after 2 h of the send
         token = links.token_for(occ.source_key)
         found = reminder_services.by_token(token, now=utc(2026, 3, 2, 0, 10))
-        reminder_services.acknowledge(found.pk, source="link", intake="taken", at=utc(2026, 3, 2, 0, 10))
+        reminder_services.acknowledge(
+            found.pk, source="link", intake="taken", at=utc(2026, 3, 2, 0, 10)
+        )
         occ.refresh_from_db()
         assert occ.status == S.ACKNOWLEDGED and occ.wake_at is None
         assert occ.intake.status == "taken"
@@ -203,7 +204,9 @@ class TestProviderErrors:
         assert outcomes == ["transient", "transient", "transient", "accepted"]
         assert len(clinic.sms.sent) == 1
 
-    def test_invalid_number_dead_letters_without_retry_and_opens_a_task(self, clinic: Clinic) -> None:
+    def test_invalid_number_dead_letters_without_retry_and_opens_a_task(
+        self, clinic: Clinic
+    ) -> None:
         p = clinic.patient(phones=["13800000000"])
         clinic.sms.fail_numbers({"13800000000": "isv.MOBILE_NUMBER_ILLEGAL"})
         clinic.prescribe(p, "qd")
@@ -239,7 +242,9 @@ class TestCrashRecovery:
         enrol_custom(clinic, p, tpl, utc(2026, 3, 1, 16, 0))
         now = utc(2026, 3, 2, 0, 0)
         ids = dispatcher.claim("dead-worker", now, 10)
-        occs = list(rm.Occurrence.objects.filter(pk__in=ids).select_related("patient", "organisation"))
+        occs = list(
+            rm.Occurrence.objects.filter(pk__in=ids).select_related("patient", "organisation")
+        )
         ctx = dispatcher.load_context(occs, now)
         plan = dispatcher.Plan()
         for occ in occs:
@@ -310,3 +315,64 @@ class TestDeliveryCallbacks:
         assert occ.status == S.ACKNOWLEDGED
         attempt.refresh_from_db()
         assert attempt.outcome == "delivered"
+
+
+class TestPersonalisation:
+    def test_elderly_patients_are_called_first(self, clinic: Clinic) -> None:
+        p = clinic.patient()
+        plan_services.set_preferences(clinic.actor, p.pk, {"elderly": True}, None)
+        tpl = one_activity(clinic, "old")
+        enrol_custom(clinic, p, tpl, utc(2026, 3, 1, 16, 0))
+        clinic.run(utc(2026, 3, 2, 0, 0))
+        assert list(clinic.occurrences(p)[0].attempts.values_list("channel", flat=True)) == [
+            "voice"
+        ]
+
+    def test_channel_per_purpose_preference(self, clinic: Clinic) -> None:
+        p = clinic.patient()
+        plan_services.set_preferences(
+            clinic.actor, p.pk, {"channels": {"measurement": ["outbox"]}}, None
+        )
+        tpl = one_activity(clinic, "pref")
+        enrol_custom(clinic, p, tpl, utc(2026, 3, 1, 16, 0))
+        clinic.run(utc(2026, 3, 2, 0, 0))
+        occ = clinic.occurrences(p)[0]
+        assert list(occ.attempts.values_list("channel", flat=True)) == ["outbox"]
+        assert clinic.sms.sent == []
+        from careloop.channels.models import OutboxMessage
+
+        message = OutboxMessage.objects.get(occurrence=occ)
+        assert links.token_for(occ.source_key) in message.link
+
+    def test_message_in_the_patients_language(self, clinic: Clinic) -> None:
+        p = clinic.patient(preferred_language="en")
+        plan_services.set_preferences(
+            clinic.actor, p.pk, {"channels": {"measurement": ["outbox"]}}, None
+        )
+        tpl = one_activity(clinic, "lang")
+        enrol_custom(clinic, p, tpl, utc(2026, 3, 1, 16, 0))
+        clinic.run(utc(2026, 3, 2, 0, 0))
+        from careloop.channels.models import OutboxMessage
+
+        assert "please take your measurement" in OutboxMessage.objects.get().body
+
+    def test_org_message_template_is_used_and_cannot_reach_data(self, clinic: Clinic) -> None:
+        p = clinic.patient()
+        plan_services.set_preferences(
+            clinic.actor, p.pk, {"channels": {"measurement": ["outbox"]}}, None
+        )
+        rm.MessageTemplate.objects.create(
+            organisation=clinic.world.org,
+            kind="measurement",
+            channel="outbox",
+            language="zh-hans",
+            body="{name}，请量血压 {link} {patient.national_id} {__class__}",
+        )
+        tpl = one_activity(clinic, "tpl")
+        enrol_custom(clinic, p, tpl, utc(2026, 3, 1, 16, 0))
+        clinic.run(utc(2026, 3, 2, 0, 0))
+        from careloop.channels.models import OutboxMessage
+
+        body = OutboxMessage.objects.get().body
+        assert body.startswith(f"{p.name}，请量血压 http")
+        assert "{patient.national_id} {__class__}" in body  # left as written, never evaluated

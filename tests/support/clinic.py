@@ -93,7 +93,9 @@ class Clinic:
         return total
 
     def occurrences(self, patient: Any, **filters: Any) -> list[rm.Occurrence]:
-        return list(rm.Occurrence.objects.filter(patient=patient, **filters).order_by("due_at", "id"))
+        return list(
+            rm.Occurrence.objects.filter(patient=patient, **filters).order_by("due_at", "id")
+        )
 
 
 @pytest.fixture

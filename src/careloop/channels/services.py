@@ -76,7 +76,9 @@ def _attempt_for(cfg: chm.ChannelConfig, event: InboundEvent) -> rm.Attempt | No
         return candidates[0] if candidates else None
     # A batch shares one provider id: pick the attempt whose patient has this number.
     index = blind_index("phone", _local_number(event.recipient))
-    patients = set(pm.PatientPhone.objects.filter(number_index=index).values_list("patient_id", flat=True))
+    patients = set(
+        pm.PatientPhone.objects.filter(number_index=index).values_list("patient_id", flat=True)
+    )
     return next((a for a in candidates if a.patient_id in patients), None)
 
 

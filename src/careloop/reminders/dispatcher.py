@@ -241,11 +241,7 @@ def _channels_for(occ: rm.Occurrence, ctx: Context) -> list[str]:
         chosen = (pref.channels or {}).get(occ.kind)
         if chosen:
             base = list(chosen)
-        if (
-            pref.elderly
-            and "voice" not in base[:1]
-            and occ.kind in ("medication", "revisit", "appointment")
-        ):
+        if pref.elderly and "voice" not in base[:1] and occ.kind != "education":
             base = ["voice", *[c for c in base if c != "voice"]]
     return base
 
