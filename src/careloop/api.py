@@ -119,11 +119,18 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return error(request, exc.status_code, "error", str(exc))
 
 
+from careloop.appointments.api import router as appointments_router  # noqa: E402
 from careloop.audit.api import router as audit_router  # noqa: E402
+from careloop.careplans.api import router as careplans_router  # noqa: E402
 from careloop.patients.api import router as patients_router  # noqa: E402
+from careloop.reminders.api import router as reminders_router  # noqa: E402
 
 api.add_router("/patients", patients_router)
 api.add_router("/audit", audit_router)
+# Care plans and reminders name their paths in full (/plans, /patients/{id}/..., /operations).
+api.add_router("", careplans_router)
+api.add_router("", reminders_router)
+api.add_router("/appointments", appointments_router)
 
 
 @api.get("/me", tags=["me"], summary="The token's user, role and departments")

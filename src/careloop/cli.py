@@ -9,6 +9,7 @@ COMMANDS = {
     "serve": "start the web server (and, with --with-worker, the background worker)",
     "worker": "run the background worker: sends due reminders and runs queued jobs",
     "plans": "care plan tools: `careloop plans load|list|apply-rules`",
+    "appointments": "appointment upkeep: `careloop appointments slots|sweep|all`",
     "migrate": "create or upgrade the database tables",
     "demo": "load a reproducible synthetic organisation with staff and patients",
     "createstaff": "create a staff account (or reset its password)",

@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "careloop.channels",
     "careloop.reminders",
     "careloop.alerts",
+    "careloop.appointments",
     "careloop.web",
 ]
 
@@ -234,6 +235,11 @@ TASKS = {
 }
 
 AUDIT_RETENTION_DAYS = int(env("AUDIT_RETENTION_DAYS") or 365)
+
+# Appointments: how many days ahead clinic slots are opened, and how many places before their
+# turn a waiting patient is told that it is near.
+APPOINTMENT_SLOT_DAYS = int(env("APPOINTMENT_SLOT_DAYS") or 28)
+QUEUE_NEAR_POSITIONS = int(env("QUEUE_NEAR_POSITIONS") or 3)
 
 LOGGING = {
     "version": 1,

@@ -42,7 +42,9 @@ class TestDeliveryReports:
         assert post(client, clinic, body).status_code == 200  # the provider retries
         assert InboundEvent.objects.count() == 1
 
-    def test_forged_token_is_refused_and_changes_nothing(self, clinic: Clinic, client: object) -> None:
+    def test_forged_token_is_refused_and_changes_nothing(
+        self, clinic: Clinic, client: object
+    ) -> None:
         _p, occ = sent_medication(clinic)
         body = clinic.sms.delivery_report(clinic.sms.sent[0])
         assert post(client, clinic, body, token="guess").status_code == 403
@@ -51,14 +53,22 @@ class TestDeliveryReports:
         assert occ.status == rm.Status.SENT
         assert not InboundEvent.objects.exists()
 
-    def test_unknown_organisation_or_provider_is_not_found(self, clinic: Clinic, client: object) -> None:
+    def test_unknown_organisation_or_provider_is_not_found(
+        self, clinic: Clinic, client: object
+    ) -> None:
         body = b"[]"
-        r = client.post("/hooks/nope/aliyun_sms?token=x", data=body, content_type="application/json")  # type: ignore[attr-defined]
+        r = client.post(
+            "/hooks/nope/aliyun_sms?token=x", data=body, content_type="application/json"
+        )  # type: ignore[attr-defined]
         assert r.status_code == 404
-        r = client.post(f"/hooks/{clinic.world.org.code}/twilio_sms", data=body, content_type="application/json")  # type: ignore[attr-defined]
+        r = client.post(
+            f"/hooks/{clinic.world.org.code}/twilio_sms", data=body, content_type="application/json"
+        )  # type: ignore[attr-defined]
         assert r.status_code == 404
 
-    def test_late_report_after_acknowledgement_does_not_go_back(self, clinic: Clinic, client: object) -> None:
+    def test_late_report_after_acknowledgement_does_not_go_back(
+        self, clinic: Clinic, client: object
+    ) -> None:
         from careloop.reminders import services as reminder_services
 
         _p, occ = sent_medication(clinic)

@@ -376,3 +376,38 @@ class TestPersonalisation:
         body = OutboxMessage.objects.get().body
         assert body.startswith(f"{p.name}，请量血压 http")
         assert "{patient.national_id} {__class__}" in body  # left as written, never evaluated
+
+
+class TestAppointmentReminders:
+    def schedule(self, clinic: Clinic, p: Any, due: Any, appointment_local: str) -> rm.Occurrence:
+        return reminder_services.schedule_one(
+            organisation_id=p.organisation_id,
+            patient_id=p.pk,
+            kind="appointment",
+            source_key=f"appointment:test:{p.pk}:{due.isoformat()}",
+            due_at=due,
+            time_zone=p.time_zone,
+            payload={"title": "复诊", "appointment_local": appointment_local, "channels": ["sms"]},
+        )
+
+    def test_message_tells_the_appointment_time(self, clinic: Clinic) -> None:
+        p = clinic.patient()
+        self.schedule(clinic, p, utc(2026, 3, 2, 10, 0), "2026-03-03 09:30")  # 18:00 the day before
+        clinic.run(utc(2026, 3, 2, 10, 0))
+        assert "03-03 09:30" in clinic.sms.sent[0].text
+
+    def test_early_morning_reminder_is_not_deferred_past_the_appointment(
+        self, clinic: Clinic
+    ) -> None:
+        p = clinic.patient()
+        occ = self.schedule(clinic, p, utc(2026, 3, 2, 22, 0), "2026-03-03 08:00")  # 06:00 local
+        clinic.run(utc(2026, 3, 2, 22, 0))
+        occ.refresh_from_db()
+        assert occ.status == S.SENT
+
+    def test_evening_reminder_in_quiet_hours_waits_for_morning(self, clinic: Clinic) -> None:
+        p = clinic.patient()
+        occ = self.schedule(clinic, p, utc(2026, 3, 2, 14, 0), "2026-03-03 15:00")  # 22:00 local
+        clinic.run(utc(2026, 3, 2, 14, 0))
+        occ.refresh_from_db()
+        assert occ.status == S.SCHEDULED and occ.reason == "quiet_hours"

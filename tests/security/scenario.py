@@ -6,6 +6,7 @@ route added later is picked up by every test built on ``all_routes()`` without e
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -139,6 +140,8 @@ def page_routes() -> list[Route]:
             slugs = [{"kind": k} for k in KINDS]
         elif "<slug:tab>" in pattern:
             slugs = [{"tab": t} for t in TABS]
+        elif "<slug:organisation>/<slug:provider>" in pattern:
+            slugs = [{}]  # provider callbacks: values from tests/channels/scene.py
         elif "<slug:" in pattern:
             raise AssertionError(f"{name}: unknown slug parameter in {pattern}; teach the tests")
         for method in methods:
@@ -171,6 +174,7 @@ class Scene:
     patient: m.Patient
     second: m.Patient
     rows: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # objects added by SCENE_EXTENSIONS
 
     def user(self, username: str) -> Staff:
         return Staff.objects.get(username=username)
@@ -249,6 +253,22 @@ def report_upload(name: str = "report.pdf") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, PDF, content_type="application/pdf")
 
 
+# Apps whose routes need objects of their own (an appointment, a schedule) describe them in a
+# module of their tests with extend(scene), url_values(route, scene) -> dict, and
+# page_body(route, scene, username) / api_body(route, scene), which answer None for a route
+# that is not theirs.
+SCENE_EXTENSIONS = [
+    "tests.appointments.scene",
+    "tests.reminders.scene",
+    "tests.careplans.scene",
+    "tests.channels.scene",
+]
+
+
+def extensions() -> list[Any]:
+    return [importlib.import_module(name) for name in SCENE_EXTENSIONS]
+
+
 def build_scene(world: World, department: str = "cardiology") -> Scene:
     nurse = world.actor(f"nurse.{department}")
     patient = patient_services.create_patient(nurse, patient_data(national_id="", address="北京"))
@@ -261,6 +281,8 @@ def build_scene(world: World, department: str = "cardiology") -> Scene:
         files = {"file": report_upload()} if kind == "reports" else None
         scene.rows[kind] = patient_services.add_record(nurse, patient.pk, kind, data, files)
     scene.patient.refresh_from_db()
+    for extension in extensions():
+        extension.extend(scene)
     return scene
 
 
@@ -277,6 +299,8 @@ def page_url(route: Route, scene: Scene) -> str:
         kwargs["kind"] = route.kind
     if route.tab:
         kwargs["tab"] = route.tab
+    for extension in extensions():
+        kwargs.update(extension.url_values(route, scene))
     return reverse(route.name, kwargs=kwargs)
 
 
@@ -284,6 +308,8 @@ def api_url(route: Route, scene: Scene) -> str:
     values: dict[str, Any] = {"patient_id": scene.patient.pk}
     if "{record_id}" in route.path:
         values["record_id"] = scene.rows[route.kind_of_record or ""].pk
+    for extension in extensions():
+        values.update(extension.url_values(route, scene))
     return route.path.format(**values)
 
 
@@ -323,6 +349,10 @@ def page_body(route: Route, scene: Scene, username: str | None) -> dict[str, Any
         }
     if route.name == "patients:record_delete":
         return {"version": scene.rows[kind or ""].version}
+    for extension in extensions():
+        body = extension.page_body(route, scene, username)
+        if body is not None:
+            return dict(body)
     return {}
 
 
@@ -345,6 +375,10 @@ def api_body(route: Route, scene: Scene) -> tuple[dict[str, Any] | None, dict[st
             return {"version": row.version, **sample}, {}
         if route.method == "DELETE":
             return None, {"version": row.version}
+    for extension in extensions():
+        found = extension.api_body(route, scene)
+        if found is not None:
+            return found
     return None, {}
 
 

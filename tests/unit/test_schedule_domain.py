@@ -1,4 +1,5 @@
 """Pure scheduling rules: local wall-clock times, DST gaps and folds, quiet hours, ladders."""
+# ruff: noqa: DTZ001 - naive datetimes here are patient-local wall-clock times, by design
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ NY = ZoneInfo("America/New_York")
 
 def daily(at: str, start: datetime, end: datetime, *, enrolled: date) -> list[datetime]:
     planned = domain.expand(
-        {"rrule": "FREQ=DAILY", "times": [at]}, start=start, end=end, enrolled_on=enrolled, anchors={}
+        {"rrule": "FREQ=DAILY", "times": [at]},
+        start=start,
+        end=end,
+        enrolled_on=enrolled,
+        anchors={},
     )
     return [p.local for p in planned]
 
@@ -35,8 +40,12 @@ class TestDstSpringForward:
         assert domain.is_gap(datetime(2026, 3, 8, 2, 30), NY)
 
     def test_days_around_keep_wall_clock(self) -> None:
-        assert domain.to_utc(datetime(2026, 3, 7, 2, 30), NY) == datetime(2026, 3, 7, 7, 30, tzinfo=UTC)
-        assert domain.to_utc(datetime(2026, 3, 9, 2, 30), NY) == datetime(2026, 3, 9, 6, 30, tzinfo=UTC)
+        assert domain.to_utc(datetime(2026, 3, 7, 2, 30), NY) == datetime(
+            2026, 3, 7, 7, 30, tzinfo=UTC
+        )
+        assert domain.to_utc(datetime(2026, 3, 9, 2, 30), NY) == datetime(
+            2026, 3, 9, 6, 30, tzinfo=UTC
+        )
 
 
 class TestDstFallBack:
@@ -59,10 +68,22 @@ class TestDstFallBack:
         ("Asia/Shanghai", datetime(2026, 6, 1, 8, 0), datetime(2026, 6, 1, 0, 0, tzinfo=UTC)),
         ("Asia/Kolkata", datetime(2026, 6, 1, 8, 0), datetime(2026, 6, 1, 2, 30, tzinfo=UTC)),
         # Lord Howe moves by 30 minutes: UTC+11 in summer, UTC+10:30 in winter.
-        ("Australia/Lord_Howe", datetime(2026, 1, 15, 8, 0), datetime(2026, 1, 14, 21, 0, tzinfo=UTC)),
-        ("Australia/Lord_Howe", datetime(2026, 7, 15, 8, 0), datetime(2026, 7, 14, 21, 30, tzinfo=UTC)),
+        (
+            "Australia/Lord_Howe",
+            datetime(2026, 1, 15, 8, 0),
+            datetime(2026, 1, 14, 21, 0, tzinfo=UTC),
+        ),
+        (
+            "Australia/Lord_Howe",
+            datetime(2026, 7, 15, 8, 0),
+            datetime(2026, 7, 14, 21, 30, tzinfo=UTC),
+        ),
         # 2026-10-04 02:00 → 02:30 at Lord Howe: 02:15 does not exist, is sent at 02:45.
-        ("Australia/Lord_Howe", datetime(2026, 10, 4, 2, 15), datetime(2026, 10, 3, 15, 45, tzinfo=UTC)),
+        (
+            "Australia/Lord_Howe",
+            datetime(2026, 10, 4, 2, 15),
+            datetime(2026, 10, 3, 15, 45, tzinfo=UTC),
+        ),
     ],
 )
 def test_zones(zone: str, local: datetime, utc: datetime) -> None:
@@ -72,7 +93,9 @@ def test_zones(zone: str, local: datetime, utc: datetime) -> None:
 def test_lord_howe_fall_back_sends_once_at_first_instant() -> None:
     # 2026-04-05 02:00 → 01:30: 01:45 happens twice; the first is at UTC+11.
     tz = ZoneInfo("Australia/Lord_Howe")
-    assert domain.to_utc(datetime(2026, 4, 5, 1, 45), tz) == datetime(2026, 4, 4, 14, 45, tzinfo=UTC)
+    assert domain.to_utc(datetime(2026, 4, 5, 1, 45), tz) == datetime(
+        2026, 4, 4, 14, 45, tzinfo=UTC
+    )
 
 
 class TestQuietHours:

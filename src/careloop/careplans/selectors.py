@@ -13,10 +13,10 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from careloop.accounts.actor import Actor
+from careloop.accounts.models import Department
 from careloop.accounts.roles import Action
-from careloop.careplans import domain
+from careloop.careplans import domain, services
 from careloop.careplans import models as cm
-from careloop.careplans import services
 from careloop.kit.errors import NotFound
 from careloop.patients import models as pm
 from careloop.patients import selectors as patient_selectors
@@ -50,6 +50,23 @@ def enrolments_of(p: pm.Patient) -> list[cm.Enrolment]:
     """A patient's enrolments: active ones first, then the most recently started."""
     rows = cm.Enrolment.objects.filter(patient=p).select_related("template", "department")
     return sorted(rows, key=lambda e: (e.status != cm.Enrolment.Status.ACTIVE, -e.pk))
+
+
+def active_template_ids(p: pm.Patient) -> set[int]:
+    """Plans the patient is enrolled in now (a plan cannot be joined twice at once)."""
+    return set(
+        cm.Enrolment.objects.filter(patient=p, status=cm.Enrolment.Status.ACTIVE).values_list(
+            "template_id", flat=True
+        )
+    )
+
+
+def departments_for(actor: Actor, p: pm.Patient) -> list[Department]:
+    """The patient's departments the actor works in: an enrolment may be filed under one."""
+    ids = set(p.department_links.values_list("department_id", flat=True))
+    if not actor.is_org_wide:
+        ids &= set(actor.department_ids)
+    return list(Department.objects.filter(pk__in=ids).order_by("pk"))
 
 
 def visible_enrolments(
@@ -138,10 +155,12 @@ def occurrences(
     Upcoming: from the start of the patient's local day, earliest first. Past: before it,
     latest first. All: earliest first.
     """
-    qs = rm.Occurrence.objects.filter(
-        patient=p, organisation_id=p.organisation_id
-    ).prefetch_related(
-        Prefetch("attempts", queryset=rm.Attempt.objects.order_by("started_at", "id"))
+    qs = (
+        rm.Occurrence.objects.filter(patient=p, organisation_id=p.organisation_id)
+        .select_related("intake")
+        .prefetch_related(
+            Prefetch("attempts", queryset=rm.Attempt.objects.order_by("started_at", "id"))
+        )
     )
     if enrolment_id is not None:
         qs = qs.filter(enrolment_id=enrolment_id)

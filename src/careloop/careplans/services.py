@@ -228,10 +228,10 @@ def install_default_rules(organisation: Organisation) -> int:
 
 def templates_for(organisation_id: int | None) -> Any:
     """Templates an organisation can use: its own, and shared ones it has not replaced."""
-    own = cm.PlanTemplate.objects.filter(organisation_id=organisation_id)
+    org = organisation_id or 0  # no organisation: shared templates only
+    own = cm.PlanTemplate.objects.filter(organisation_id=org)
     return cm.PlanTemplate.objects.filter(
-        Q(organisation_id=organisation_id)
-        | Q(organisation__isnull=True) & ~Q(code__in=own.values("code"))
+        Q(organisation_id=org) | Q(organisation__isnull=True) & ~Q(code__in=own.values("code"))
     ).filter(active=True)
 
 
@@ -350,9 +350,7 @@ def materialise(enrolment: cm.Enrolment, *, start: datetime, end: datetime) -> i
     return count
 
 
-def materialise_many(
-    enrolments: Sequence[cm.Enrolment], *, start: datetime, end: datetime
-) -> int:
+def materialise_many(enrolments: Sequence[cm.Enrolment], *, start: datetime, end: datetime) -> int:
     """``materialise`` for many enrolments at once: a fixed number of queries per call.
 
     Same rows as materialising each enrolment on its own; used by ``top_up`` and bulk loads.
@@ -363,9 +361,7 @@ def materialise_many(
     contexts = planning.contexts_for(list(patients.values()), start.date())
     template_ids = {e.template_id for e in enrolments}
     activities: dict[int, list[dict[str, Any]]] = {pk: [] for pk in template_ids}
-    anchors = dict(
-        cm.PlanTemplate.objects.filter(pk__in=template_ids).values_list("pk", "anchor")
-    )
+    anchors = dict(cm.PlanTemplate.objects.filter(pk__in=template_ids).values_list("pk", "anchor"))
     for act in cm.PlanActivity.objects.filter(template_id__in=template_ids):
         activities[act.template_id].append(planning.activity_dict(act))
 
@@ -387,9 +383,7 @@ def materialise_many(
                 yield planning.occurrence_values(r, ctx, enrolment.pk)
 
     count = reminder_services.insert_occurrences(values())
-    cm.Enrolment.objects.filter(pk__in=[e.pk for e in enrolments]).update(
-        materialised_until=end
-    )
+    cm.Enrolment.objects.filter(pk__in=[e.pk for e in enrolments]).update(materialised_until=end)
     for enrolment in enrolments:
         enrolment.materialised_until = end
     return count
@@ -584,9 +578,10 @@ def apply_rules(patient: pm.Patient, *, now: datetime | None = None) -> list[cm.
         organisation_id=patient.organisation_id, active=True, template__active=True
     ).select_related("template")
     for rule in rules:
-        anchor = _rule_anchor(rule, patient, ctx)
-        if anchor is False:
+        found = _rule_anchor(rule, patient, ctx)
+        if found is False:
             continue
+        anchor = found if isinstance(found, date) else None
         if cm.Enrolment.objects.filter(
             patient=patient, template=rule.template, status=cm.Enrolment.Status.ACTIVE
         ).exists():
@@ -603,7 +598,7 @@ def apply_rules(patient: pm.Patient, *, now: datetime | None = None) -> list[cm.
                 patient,
                 rule.template,
                 source=cm.Enrolment.Source.RULE,
-                anchor_date=anchor if isinstance(anchor, date) else None,
+                anchor_date=anchor,
                 adjustments={},
                 department=None,
                 rule=rule,

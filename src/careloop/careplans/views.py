@@ -14,12 +14,10 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.dates import WEEKDAYS
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.utils.translation import pgettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
 from careloop.accounts.actor import Actor
-from careloop.accounts.models import Department
 from careloop.accounts.roles import Action
 from careloop.audit import services as audit
 from careloop.careplans import domain, selectors, services
@@ -28,62 +26,15 @@ from careloop.kit.clock import utc_now
 from careloop.kit.errors import Conflict, StaleVersion, ValidationFailed
 from careloop.kit.pagination import paginate, to_int
 from careloop.patients import models as pm
+from careloop.patients import selectors as patient_selectors
 from careloop.reminders import models as rm
+from careloop.reminders.labels import ACK_SOURCES, ATTEMPT_TONES, CHANNELS, REASONS, TONES
 from careloop.web.decorators import is_htmx, staff_page
 
 A = Action
 TAB = "careplans"
 PREVIEW_DAYS = 14
 
-# Why a reminder was skipped, cancelled, deferred or given up (codes of the dispatcher).
-REASONS: dict[str, Any] = {
-    "no_consent": gettext_lazy("no consent for any channel"),
-    "quiet_hours": gettext_lazy("waiting for the end of quiet hours"),
-    "daily_cap": gettext_lazy("daily limit of reminders reached"),
-    "expired": gettext_lazy("too late to be useful"),
-    "enrolment_ended": gettext_lazy("enrolment ended"),
-    "patient_inactive": gettext_lazy("patient deceased or record merged"),
-    "patient_deceased": gettext_lazy("patient deceased"),
-    "no_address": gettext_lazy("no address for the channel"),
-    "no_channel": gettext_lazy("no usable channel"),
-    "undelivered": gettext_lazy("not delivered"),
-    "retries_exhausted": gettext_lazy("gave up after repeated failures"),
-    "invalid_address": gettext_lazy("invalid address"),
-    "unsubscribed": gettext_lazy("the patient unsubscribed"),
-    "quota": gettext_lazy("provider quota used up"),
-    "rejected": gettext_lazy("rejected by the provider"),
-    "configuration": gettext_lazy("channel not set up"),
-}
-# Colour of a status badge; the badge always carries its text too.
-TONES = {
-    rm.Status.SCHEDULED: "neutral",
-    rm.Status.SENDING: "info",
-    rm.Status.SENT: "info",
-    rm.Status.DELIVERED: "info",
-    rm.Status.ACKNOWLEDGED: "ok",
-    rm.Status.FAILED: "warn",
-    rm.Status.RETRYING: "warn",
-    rm.Status.DEAD: "bad",
-    rm.Status.CANCELLED: "muted",
-    rm.Status.SKIPPED: "warn",
-}
-ATTEMPT_TONES = {
-    rm.Attempt.Outcome.PENDING: "neutral",
-    rm.Attempt.Outcome.ACCEPTED: "info",
-    rm.Attempt.Outcome.DELIVERED: "ok",
-    rm.Attempt.Outcome.TRANSIENT: "warn",
-    rm.Attempt.Outcome.PERMANENT: "bad",
-    rm.Attempt.Outcome.SUPERSEDED: "muted",
-}
-CHANNELS: dict[str, Any] = {
-    **dict(pm.Channel.choices),
-    "outbox": gettext_lazy("In-app message"),
-}
-ACK_SOURCES: dict[str, Any] = {
-    "link": gettext_lazy("by the patient, from the message link"),
-    "staff_call": gettext_lazy("by staff, after a phone call"),
-    "portal": gettext_lazy("by the patient, in the portal"),
-}
 WHEN_LABELS = [
     ("upcoming", pgettext_lazy("reminders", "Today and later")),
     ("past", pgettext_lazy("reminders", "Earlier")),
@@ -134,9 +85,7 @@ def _enrolment_row(e: cm.Enrolment) -> dict[str, Any]:
 # --- reminder preferences -----------------------------------------------------------------------
 
 
-def _preference_form(
-    pref: cm.ReminderPreference, data: QueryDict | None = None
-) -> dict[str, Any]:
+def _preference_form(pref: cm.ReminderPreference, data: QueryDict | None = None) -> dict[str, Any]:
     """Rows of the preferences form, from the saved preference or from submitted input."""
     frequencies = dict(pm.Frequency.choices)
     kinds = dict(cm.ActivityKind.choices)
@@ -203,7 +152,11 @@ def _preference_summary(pref: cm.ReminderPreference) -> list[tuple[Any, str]]:
         )
     if pref.daily_cap:
         rows.append((_("Daily cap"), str(pref.daily_cap)))
-    flags = [str(lbl) for on, lbl in ((pref.elderly, _("elderly mode")), (pref.high_risk, _("high risk"))) if on]
+    flags = [
+        str(lbl)
+        for on, lbl in ((pref.elderly, _("elderly mode")), (pref.high_risk, _("high risk")))
+        if on
+    ]
     if flags:
         rows.append((_("Flags"), ", ".join(flags)))
     return rows
@@ -430,7 +383,9 @@ def _anchor_field(tpl: cm.PlanTemplate, patient: pm.Patient, data: QueryDict) ->
         if tpl.anchor == "discharge"
         else selectors.last_visit(patient)
     )
-    value = data.get("anchor_date") if "anchor_date" in data else (known.isoformat() if known else "")
+    value = (
+        data.get("anchor_date") if "anchor_date" in data else (known.isoformat() if known else "")
+    )
     return {
         "label": _("Discharge date") if tpl.anchor == "discharge" else _("Last visit date"),
         "value": value or "",
@@ -446,14 +401,6 @@ def _anchor_date(data: QueryDict) -> tuple[date | None, str]:
         return date.fromisoformat(raw), ""
     except ValueError:
         return None, _("Enter a date as YYYY-MM-DD.")
-
-
-def _departments(actor: Actor, patient: pm.Patient) -> list[Department]:
-    """The patient's departments the actor works in: the enrolment may be filed under one."""
-    ids = set(patient.department_links.values_list("department_id", flat=True))
-    if not actor.is_org_wide:
-        ids &= set(actor.department_ids)
-    return list(Department.objects.filter(pk__in=ids).order_by("pk"))
 
 
 def _preview_days(items: list[services.PreviewItem]) -> list[dict[str, Any]]:
@@ -504,7 +451,7 @@ def enrol(request: HttpRequest, actor: Actor, patient_id: int) -> HttpResponse:
         "patient": patient,
         "tpl": tpl,
         "consented": selectors.consented_channels(patient),
-        "departments": _departments(actor, patient),
+        "departments": selectors.departments_for(actor, patient),
         "errors": {},
         "error": "",
     }
@@ -546,11 +493,7 @@ def enrol(request: HttpRequest, actor: Actor, patient_id: int) -> HttpResponse:
     else:
         _read(actor, patient.pk, "enrol", template=tpl.code if tpl else "")
     if tpl is None:
-        active = set(
-            cm.Enrolment.objects.filter(
-                patient=patient, status=cm.Enrolment.Status.ACTIVE
-            ).values_list("template_id", flat=True)
-        )
+        active = selectors.active_template_ids(patient)
         context["choices"] = [
             {
                 "tpl": t,
@@ -603,7 +546,7 @@ def preview(request: HttpRequest, actor: Actor, patient_id: int) -> HttpResponse
 def index(request: HttpRequest, actor: Actor) -> HttpResponse:
     """Enrolments of the patients in the actor's departments."""
     for action in (A.PATIENT_VIEW, A.CLINICAL_VIEW):
-        selectors.patient_selectors.require(actor, action)
+        patient_selectors.require(actor, action)
     tpl = selectors.template(actor, request.GET.get("plan"))
     status = request.GET.get("status", "active")
     if status not in cm.Enrolment.Status.values and status != "any":
@@ -710,7 +653,7 @@ def _occurrence_row(occ: rm.Occurrence) -> dict[str, Any]:
         "status": occ.get_status_display(),
         "tone": TONES.get(status, "neutral") if status else "neutral",
         "reason": REASONS.get(occ.reason, occ.reason) if occ.reason else "",
-        "acknowledged": _when(occ.acknowledged_at, tz),
+        "acknowledged": _when(occ.acknowledged_at, tz)[:16],
         "ack_source": ACK_SOURCES.get(occ.ack_source, occ.ack_source),
         "intake": intake,
         "attempts": attempts,

@@ -323,6 +323,10 @@ class AliyunSmsAdapter(BaseAdapter):
                         return Reconciled.ACCEPTED
                     if contains_link(str(row.get("Content") or ""), message.link):
                         return Reconciled.ACCEPTED
+                    # A template holds the link's token as a parameter, not the whole URL.
+                    token = str(message.params.get("link") or "")
+                    if token and contains_link(str(row.get("Content") or ""), token):
+                        return Reconciled.ACCEPTED
                 total = int(data.get("TotalCount") or 0)
                 if page * QUERY_PAGE_SIZE >= total or not details:
                     break

@@ -26,7 +26,7 @@ def callback(request: HttpRequest, organisation: str, provider: str) -> HttpResp
             method=request.method or "POST",
             headers={k: v for k, v in request.headers.items()},
             body=request.body,
-            query={k: v for k, v in request.GET.items()},
+            query={k: str(v) for k, v in request.GET.items()},
             url=request.build_absolute_uri(),
         )
     except NotFound:

@@ -15,10 +15,14 @@ from careloop.accounts import services as accounts
 from careloop.accounts.actor import Actor
 from careloop.accounts.models import CareTeam, CareTeamMember, Department, Organisation, Staff
 from careloop.accounts.roles import Role
+from careloop.appointments import models as appointment_models
+from careloop.appointments import selectors as appointment_selectors
+from careloop.appointments import services as appointment_services
 from careloop.careplans import services as plan_services
 from careloop.channels.models import ChannelConfig
 from careloop.demo import people
 from careloop.kit.clock import utc_now
+from careloop.kit.errors import Conflict
 from careloop.patients import models as pm
 from careloop.patients import services as patient_services
 from careloop.reminders import services as reminder_services
@@ -152,7 +156,53 @@ def build(patients: int = 200, seed: int = 7) -> DemoResult:
     plan_services.install_default_rules(org)
     for patient in pm.Patient.objects.filter(organisation=org):
         plan_services.apply_rules(patient)
+    _clinics(rng, depts, staff, actors)
     return result
+
+
+def _clinics(
+    rng: random.Random,
+    depts: dict[str, Department],
+    staff: dict[str, Staff],
+    actors: dict[str, Actor],
+) -> None:
+    """A weekday clinic per department, and a few of its patients booked in the coming days."""
+    for code, zh, _en in DEPARTMENTS:
+        head = actors[code]
+        appointment_services.save_schedule(
+            head,
+            {
+                "name": f"{zh}专家门诊",
+                "department": depts[code].pk,
+                "doctor": staff[f"doctor.{code}"].pk,
+                "weekdays": ["1", "2", "3", "4", "5"],
+                "sessions": "08:00-11:30, 13:30-16:30",
+                "slot_minutes": 30,
+                "capacity": 3,
+                "valid_from": appointment_selectors.today_for(head).isoformat(),
+                "active": "on",
+            },
+        )
+        upcoming = appointment_models.Slot.objects.filter(
+            department=depts[code], starts_at__gt=utc_now()
+        )
+        slots = list(upcoming.order_by("starts_at")[:40])
+        patients = list(
+            pm.Patient.objects.filter(department_links__department=depts[code]).order_by("pk")[:30]
+        )
+        for patient in rng.sample(patients, k=min(10, len(patients))):
+            if not slots:
+                break
+            try:
+                appointment_services.book(
+                    head,
+                    patient.pk,
+                    rng.choice(slots).pk,
+                    kind=rng.choice(["revisit", "revisit", "consultation"]),
+                    reason=rng.choice(["定期复查", "复查血压", "调整用药", "复查血糖", ""]),
+                )
+            except Conflict:
+                continue
 
 
 DEMO_SMS_PORT = 8765
@@ -352,8 +402,9 @@ def _one_patient(
         ("care_reminders", "sms"),
         ("education", data["preferred_channels"][0]),
     ):
-        if purpose == "care_reminders" and channel == "sms" and data["preferred_channels"][0] == "sms":
-            continue
+        first = data["preferred_channels"][0]
+        if purpose == "care_reminders" and channel == "sms" and first == "sms":
+            continue  # already recorded as the preferred channel
         patient_services.add_record(
             actor,
             patient.pk,

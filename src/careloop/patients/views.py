@@ -18,6 +18,7 @@ from careloop.accounts.actor import Actor
 from careloop.accounts.models import Department
 from careloop.accounts.roles import Action
 from careloop.audit import services as audit
+from careloop.careplans import views as careplan_views
 from careloop.kit.clock import age_on, utc_now
 from careloop.kit.errors import DuplicatePatient, NotFound, StaleVersion, ValidationFailed
 from careloop.kit.pagination import to_int
@@ -27,7 +28,16 @@ from careloop.patients import selectors, services
 from careloop.patients.records import KINDS, RecordKind
 from careloop.web.decorators import is_htmx, staff_page
 
-TABS = ["overview", "history", "medications", "visits", "reports", "consents", "timeline"]
+TABS = [
+    "overview",
+    "history",
+    "medications",
+    "visits",
+    "reports",
+    "consents",
+    "careplans",
+    "timeline",
+]
 TAB_KINDS = {
     "overview": ["conditions", "allergies", "lifestyle"],
     "history": ["history", "caregivers"],
@@ -217,6 +227,7 @@ def _tab_labels() -> list[tuple[str, str]]:
         ("visits", _("Visits")),
         ("reports", _("Reports")),
         ("consents", _("Consents")),
+        ("careplans", _("Care plans")),
         ("timeline", _("Timeline")),
     ]
 
@@ -239,6 +250,8 @@ def _tab_context(actor: Actor, patient: m.Patient, tab: str) -> dict[str, Any]:
     if tab == "timeline":
         _, events = selectors.timeline(actor, patient.pk)
         return {"events": events}
+    if tab == "careplans":
+        return careplan_views.patient_tab_context(actor, patient)
     sections = []
     for key in TAB_KINDS[tab]:
         kind = KINDS[key]

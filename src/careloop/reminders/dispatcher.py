@@ -13,6 +13,7 @@ Delivery contract (docs/reminders.md):
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -28,6 +29,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Q
 
+from careloop.accounts.models import Organisation
 from careloop.alerts import services as task_services
 from careloop.audit import services as audit
 from careloop.careplans import domain
@@ -65,6 +67,13 @@ MAX_LATENESS = {
 DEFAULT_MAX_LATENESS = timedelta(hours=24)
 ACTIVE = (S.SCHEDULED, S.RETRYING, S.SENDING, S.SENT, S.DELIVERED, S.FAILED)
 DEFAULT_CHANNELS = ["wechat", "sms", "outbox"]
+
+
+# ZoneInfo keeps only the last few zones it built; a batch spans many, so keep them all.
+_zone = functools.lru_cache(maxsize=1024)(domain.zone)
+# The default texts depend on the kind and language only; translating them every time is slow.
+_default_body = functools.lru_cache(maxsize=256)(rendering.default_body)
+_default_subject = functools.lru_cache(maxsize=256)(rendering.default_subject)
 
 
 def new_worker_id() -> str:
@@ -169,9 +178,7 @@ def load_context(occs: Sequence[rm.Occurrence], now: datetime) -> Context:
         ctx.settings[org_id] = reminder_services.settings_for(org_id)
     for cfg in chm.ChannelConfig.objects.filter(organisation_id__in=org_ids):
         ctx.channels[(cfg.organisation_id, cfg.kind)] = cfg
-    ctx.org_names = dict(
-        occs[0].organisation.__class__.objects.filter(pk__in=org_ids).values_list("pk", "name")
-    )
+    ctx.org_names = dict(Organisation.objects.filter(pk__in=org_ids).values_list("pk", "name"))
     for pref in cm.ReminderPreference.objects.filter(patient_id__in=patient_ids):
         ctx.prefs[pref.patient_id] = pref
     for c in (
@@ -295,19 +302,21 @@ def build_message(
     language = patient.preferred_language or "zh-hans"
     token = links.token_for(occ.source_key)
     link = links.url_for(token)
-    local = domain.local_of(occ.due_at, domain.zone(occ.time_zone))
+    local = domain.local_of(occ.due_at, _zone(occ.time_zone))
+    # An appointment reminder tells the time of the appointment, not of the reminder.
+    appointment = str(occ.payload.get("appointment_local") or "")
     values = {
         "name": patient.name,
-        "time": local.strftime("%m-%d %H:%M"),
+        "time": appointment[5:] if appointment else local.strftime("%m-%d %H:%M"),
         "link": link,
         "clinic": ctx.org_names.get(occ.organisation_id, ""),
     }
     tpl = _template(occ, channel, language, ctx)
-    body = rendering.fill(tpl.body if tpl else rendering.default_body(occ.kind, language), values)
+    body = rendering.fill(tpl.body if tpl else _default_body(occ.kind, language), values)
     subject = (
         rendering.fill(tpl.subject, values)
         if tpl and tpl.subject
-        else rendering.default_subject(occ.kind, language)
+        else _default_subject(occ.kind, language)
     )
     cfg = ctx.channels.get((occ.organisation_id, channel))
     template_code = (tpl.provider_template_code if tpl else "") or (
@@ -411,7 +420,7 @@ def _choose(occ: rm.Occurrence, candidates: Iterable[str], ctx: Context) -> tupl
 def decide(occ: rm.Occurrence, ctx: Context, plan: Plan, attempts: Sequence[rm.Attempt]) -> None:
     now = ctx.now
     patient = occ.patient
-    tz = domain.zone(occ.time_zone)
+    tz = _zone(occ.time_zone)
     settings = ctx.settings[occ.organisation_id]
     if occ.status not in ACTIVE:
         plan.changes.append(Change(occ, occ.status, _release({"wake_at": None}, now)))
@@ -474,7 +483,7 @@ def decide(occ: rm.Occurrence, ctx: Context, plan: Plan, attempts: Sequence[rm.A
     quiet_start = patient.quiet_hours_start or settings.quiet_start
     quiet_end = patient.quiet_hours_end or settings.quiet_end
     allowed = domain.next_allowed(now, tz, quiet_start, quiet_end)
-    if allowed > now and occ.kind != "queue":
+    if allowed > now and not _urgent(occ, allowed, tz):
         plan.changes.append(
             Change(occ, occ.status, _release({"wake_at": allowed, "reason": "quiet_hours"}, now))
         )
@@ -548,6 +557,21 @@ def decide(occ: rm.Occurrence, ctx: Context, plan: Plan, attempts: Sequence[rm.A
             try_no,
         )
     )
+
+
+def _urgent(occ: rm.Occurrence, allowed: datetime, tz: Any) -> bool:
+    """Sent even in quiet hours: a queue call, or an appointment reminder that waiting would
+    push to within an hour of the appointment itself."""
+    if occ.kind == "queue":
+        return True
+    when = str(occ.payload.get("appointment_local") or "")
+    if occ.kind != "appointment" or not when:
+        return False
+    try:
+        starts = domain.to_utc(datetime.strptime(when, "%Y-%m-%d %H:%M"), tz)  # noqa: DTZ007
+    except ValueError:
+        return False
+    return allowed >= starts - timedelta(hours=1)
 
 
 def _next_wake(
@@ -665,7 +689,7 @@ def _resolve_in_doubt(plan: Plan, ctx: Context, worker: str) -> None:
                 finished_at=now,
                 detail="confirmed by provider after a crash",
             )
-            tz = domain.zone(occ.time_zone)
+            tz = _zone(occ.time_zone)
             ladder = domain.ladder_steps(_ladder(occ, ctx))
             wake = _next_wake(occ, ladder, ctx, tz, ctx.settings[occ.organisation_id])
             plan.changes.append(
@@ -768,7 +792,7 @@ def _mark_sent(
     """Sent: wake again when the next escalation step is due (grouped by that moment)."""
     groups: dict[datetime | None, list[int]] = defaultdict(list)
     for occ in occs:
-        tz = domain.zone(occ.time_zone)
+        tz = _zone(occ.time_zone)
         ladder = domain.ladder_steps(_ladder(occ, ctx))
         groups[_next_wake(occ, ladder, ctx, tz, ctx.settings[occ.organisation_id])].append(occ.pk)
     n = 0
@@ -864,16 +888,7 @@ def _record(
                     )
                     plan.stats.retrying += 1
             att_updates.append(att)
-        pending_ids = set(
-            rm.Attempt.objects.filter(
-                pk__in=[a.pk for a in att_updates], outcome=AO.PENDING
-            ).values_list("pk", flat=True)
-        )
-        rm.Attempt.objects.bulk_update(
-            [a for a in att_updates if a.pk in pending_ids],
-            ["outcome", "provider_message_id", "detail", "error_code", "finished_at"],
-            batch_size=500,
-        )
+        _finish_attempts(att_updates)
         plan.stats.sent += _mark_sent(accepted, done, worker, expect=S.SENDING)
         plan.stats.tasks += _open_tasks(plan.tasks)
         plan.tasks = []
@@ -881,13 +896,30 @@ def _record(
         _apply([c for c in plan.changes if c.expect == S.SENDING], worker=None)
 
 
+def _finish_attempts(attempts: Sequence[rm.Attempt]) -> None:
+    """Write each attempt's outcome, only where it is still pending.
+
+    Attempts of one provider request share their outcome (a batch has one provider message
+    id), so one UPDATE per distinct outcome replaces a per-row CASE over the whole batch.
+    """
+    fields = ("outcome", "provider_message_id", "detail", "error_code", "finished_at")
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for att in attempts:
+        groups[tuple(getattr(att, f) for f in fields)].append(att.pk)
+    for values, ids in groups.items():
+        rm.Attempt.objects.filter(pk__in=ids, outcome=AO.PENDING).update(
+            **dict(zip(fields, values, strict=True))
+        )
+
+
 def process(ids: Sequence[int], worker: str, now: datetime | None = None) -> Stats:
     """Decide, send and record one claimed batch."""
     now = now or utc_now()
     occs = list(
-        rm.Occurrence.objects.filter(pk__in=ids, claimed_by=worker).select_related(
-            "patient", "organisation"
-        )
+        rm.Occurrence.objects.filter(pk__in=ids, claimed_by=worker)
+        .select_related("patient")
+        # Sending never reads these; each is a decryption per row.
+        .defer("patient__national_id", "patient__address")
     )
     if not occs:
         return Stats()
@@ -962,6 +994,12 @@ class Dispatcher:
                 plan_services.top_up()
             except Exception:
                 log.exception("topping up the reminder horizon failed; will try again")
+            try:
+                from careloop.appointments import services as appointment_services
+
+                appointment_services.periodic()
+            except Exception:
+                log.exception("opening slots / marking no-shows failed; will try again")
         stats = run_once(self.worker, limit=self.batch)
         self.total.add(stats)
         return stats

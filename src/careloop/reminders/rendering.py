@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 PLACEHOLDERS = ("name", "time", "link", "clinic")
 _FIELD = re.compile(r"\{(\w+)\}")
+_BRACED = re.compile(r"\{([^{}]*)\}")
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
@@ -25,7 +26,8 @@ def fill(template: str, values: Mapping[str, str]) -> str:
 
 
 def unknown_placeholders(template: str) -> list[str]:
-    return sorted({m for m in _FIELD.findall(template) if m not in PLACEHOLDERS})
+    """Every brace expression that is not one of ``PLACEHOLDERS`` ({patient.name}, {0}, {x!r})."""
+    return sorted({m for m in _BRACED.findall(template) if m not in PLACEHOLDERS})
 
 
 def default_body(kind: str, language: str) -> str:

@@ -125,7 +125,7 @@ def _insert_columns() -> list[_Column]:
                 index=i,
                 name=f.name,
                 attname=f.attname,
-                column=f.column,
+                column=str(f.column),
                 db_type=str(f.db_type(connection)),
                 kind=kind,
                 is_relation=f.is_relation,
@@ -186,7 +186,8 @@ def _unnest_insert(columns: list[_Column], rows: list[list[Any]]) -> tuple[str, 
         arrays.append(f"(%s)::{c.db_type}[]")
         params.append(column_values)
     suffix = ops.on_conflict_suffix_sql([], OnConflict.IGNORE, None, None)
-    sql = f"INSERT INTO {table} ({names}) SELECT * FROM UNNEST({', '.join(arrays)}) {suffix}"
+    # Table, columns and types come from the model, never from input.
+    sql = f"INSERT INTO {table} ({names}) SELECT * FROM UNNEST({', '.join(arrays)}) {suffix}"  # noqa: S608
     return sql, params
 
 

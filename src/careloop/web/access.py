@@ -7,6 +7,7 @@ Pages are keyed by URL name (``patients:detail``), API operations by ``METHOD pa
 - ``LOGIN``: any signed-in user (a page session, or an API bearer token);
 - ``ADMIN_SITE``: Django's admin, which applies its own checks (is_staff, model permissions);
 - ``NOTHING``: serves nothing to anyone (answers 404);
+- ``SIGNED``: provider callbacks, applied only with the provider's signature or token (else 403);
 - a tuple of ``Action``: the user's role must allow every one of them.
 
 Pages whose ``<kind>`` path parameter picks a kind of record carry one requirement per kind.
@@ -27,12 +28,17 @@ PUBLIC = "public"
 LOGIN = "login"
 ADMIN_SITE = "admin-site"
 NOTHING = "nothing"
+# Anyone may call, but only a request carrying the provider's own signature or token is applied;
+# a session grants nothing (provider callbacks). Unsigned requests answer 403.
+SIGNED = "signed"
 
 Requirement = str | tuple[Action, ...]
 
 A = Action
 _VIEW = (A.PATIENT_VIEW,)
 _CLINICAL_VIEW = (A.PATIENT_VIEW, A.CLINICAL_VIEW)
+# Appointment pages and operations show whose appointment it is.
+_BOOK = (A.PATIENT_VIEW, A.APPOINTMENT_BOOK)
 
 # Each kind of record in a patient's file, and the action that writes it.
 RECORD_WRITE: dict[str, Action] = {
@@ -73,7 +79,7 @@ PAGES: dict[str, Page] = {
     "logout": Page(PUBLIC, _POST),
     "language": Page(PUBLIC, _POST),
     # Provider callbacks: signed or token-checked by the channel, no session.
-    "channels:callback": Page(PUBLIC, _GET_POST),
+    "channels:callback": Page(SIGNED, _GET_POST),
     "patients:list": Page((A.PATIENT_SEARCH,)),
     "patients:create": Page((A.PATIENT_CREATE,), _GET_POST),
     # The record page opens on the overview tab, which lists clinical rows.
@@ -85,6 +91,37 @@ PAGES: dict[str, Page] = {
     "patients:record_create": Page(_per_kind(*_VIEW), _GET_POST),
     "patients:record_edit": Page(_per_kind(*_CLINICAL_VIEW), _GET_POST),
     "patients:record_delete": Page(_per_kind(*_CLINICAL_VIEW), _GET_POST),
+    "appointments:day": Page(_BOOK),
+    "appointments:book": Page(_BOOK, _GET_POST),
+    "appointments:patient_search": Page((A.PATIENT_SEARCH, A.APPOINTMENT_BOOK)),
+    "appointments:queue": Page(_BOOK),
+    "appointments:call_next": Page(_BOOK, _POST),
+    "appointments:overdue": Page(_BOOK),
+    "appointments:call_result": Page(_BOOK, _POST),
+    "appointments:patient": Page(_BOOK),
+    "appointments:detail": Page(_BOOK),
+    "appointments:reschedule": Page(_BOOK, _GET_POST),
+    "appointments:cancel": Page(_BOOK, _GET_POST),
+    "appointments:check_in": Page(_BOOK, _POST),
+    "appointments:no_show": Page(_BOOK, _POST),
+    "appointments:complete": Page(_BOOK, _POST),
+    "appointments:schedules": Page((A.SCHEDULE_MANAGE,)),
+    "appointments:schedule_create": Page((A.SCHEDULE_MANAGE,), _GET_POST),
+    "appointments:schedule_edit": Page((A.SCHEDULE_MANAGE,), _GET_POST),
+    "appointments:slot_status": Page((A.SCHEDULE_MANAGE,), _POST),
+    # Care plans: reading them is clinical; enrolling, ending and adjusting need CAREPLAN_ENROL.
+    "careplans:index": Page(_CLINICAL_VIEW),
+    "careplans:enrolment": Page(_CLINICAL_VIEW),
+    "careplans:calendar": Page(_CLINICAL_VIEW),
+    "careplans:enrol": Page((*_VIEW, A.CAREPLAN_ENROL), _GET_POST),
+    "careplans:preview": Page((*_VIEW, A.CAREPLAN_ENROL)),
+    "careplans:end": Page((*_VIEW, A.CAREPLAN_ENROL), _GET_POST),
+    "careplans:adjust": Page((*_VIEW, A.CAREPLAN_ENROL), _GET_POST),
+    "careplans:preferences": Page((*_CLINICAL_VIEW, A.PATIENT_UPDATE), _GET_POST),
+    # The page behind a reminder's message link: the opaque, expiring token is the credential.
+    "reminders:link": Page(PUBLIC, _GET_POST),
+    "tasks:list": Page((A.TASK_WORK,)),
+    "tasks:close": Page((A.TASK_WORK,), _GET_POST),
     "audit:list": Page((A.AUDIT_VIEW,)),
     "audit:export": Page((A.AUDIT_EXPORT,)),
     # django-ninja's own pages: the OpenAPI description and its viewer, and the root marker.
@@ -92,6 +129,16 @@ PAGES: dict[str, Page] = {
     "api:openapi-view": Page(PUBLIC),
     "api:api-root": Page(NOTHING),
 }
+
+# Reminder operations: the figures and dead letters name patients, so they also need PATIENT_VIEW.
+_OPERATE = (A.REMINDERS_OPERATE, A.PATIENT_VIEW)
+PAGES.update(
+    {
+        "operations:dashboard": Page(_OPERATE),
+        "operations:retry": Page(_OPERATE, _POST),
+        "operations:dispatch": Page((A.REMINDERS_OPERATE,), _POST),
+    }
+)
 
 # URL-name patterns covered by one rule.
 PAGE_PREFIXES: dict[str, Requirement] = {
@@ -116,6 +163,41 @@ API: dict[str, Requirement] = {
     f"GET {_ONE}/reports/{{record_id}}/file": _CLINICAL_VIEW,
     "GET /api/audit/events": (A.AUDIT_VIEW,),
 }
+_AP = "/api/appointments"
+_AP_ONE = f"{_AP}/{{appointment_id}}"
+API.update(
+    {
+        f"GET {_AP}/slots": (A.APPOINTMENT_BOOK,),
+        f"POST {_AP}": _BOOK,
+        f"GET {_AP}/queue": _BOOK,
+        f"POST {_AP}/queue/call-next": _BOOK,
+        f"GET {_AP}/overdue": _BOOK,
+        f"GET {_AP_ONE}": _BOOK,
+        f"POST {_AP_ONE}/reschedule": _BOOK,
+        f"POST {_AP_ONE}/cancel": _BOOK,
+        f"POST {_AP_ONE}/check-in": _BOOK,
+        f"POST {_AP_ONE}/no-show": _BOOK,
+        f"POST {_AP_ONE}/complete": _BOOK,
+    }
+)
+# Care plans and reminders.
+_ENROL = (A.PATIENT_VIEW, A.CAREPLAN_ENROL)
+API.update(
+    {
+        "GET /api/plans/templates": (A.CAREPLAN_ENROL,),
+        f"GET {_ONE}/enrolments": _CLINICAL_VIEW,
+        f"POST {_ONE}/enrolments/preview": _ENROL,
+        f"POST {_ONE}/enrolments": _ENROL,
+        "POST /api/enrolments/{enrolment_id}/end": _ENROL,
+        "PATCH /api/enrolments/{enrolment_id}": _ENROL,
+        f"GET {_ONE}/occurrences": _CLINICAL_VIEW,
+        f"PUT {_ONE}/reminder-preferences": (*_VIEW, A.PATIENT_UPDATE),
+        # Staff record a confirmation the patient gave on the phone.
+        "POST /api/occurrences/{occurrence_id}/acknowledge": (*_VIEW, A.TASK_WORK),
+        "GET /api/operations": _OPERATE,
+        "POST /api/operations/dead-letters/{occurrence_id}/retry": _OPERATE,
+    }
+)
 for _kind, _write in RECORD_WRITE.items():
     API.update(
         {
@@ -165,7 +247,7 @@ def permits(requirement: Requirement, user: Any) -> bool:
     signed_in = bool(user is not None and user.is_authenticated and user.is_active)
     if requirement == PUBLIC:
         return True
-    if requirement == NOTHING:
+    if requirement in (NOTHING, SIGNED):
         return False
     if requirement == LOGIN:
         return signed_in

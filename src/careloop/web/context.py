@@ -22,6 +22,10 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     return {
         "nav": {
             "patients": allowed(role, Action.PATIENT_SEARCH),
+            "appointments": allowed(role, Action.APPOINTMENT_BOOK),
+            "plans": allowed(role, Action.CLINICAL_VIEW),
+            "tasks": allowed(role, Action.TASK_WORK),
+            "operations": allowed(role, Action.REMINDERS_OPERATE),
             "audit": allowed(role, Action.AUDIT_VIEW),
             "admin": user.is_staff,
             "role_label": role_label,

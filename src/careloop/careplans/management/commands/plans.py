@@ -33,7 +33,9 @@ class Command(BaseCommand):
             try:
                 results = services.load_templates(path)
             except ValidationFailed as exc:
-                lines = [str(exc.message)] + [f"  {k}: {'; '.join(v)}" for k, v in exc.details.items()]
+                lines = [str(exc.message)] + [
+                    f"  {k}: {'; '.join(v)}" for k, v in exc.details.items()
+                ]
                 raise CommandError("\n".join(lines)) from exc
             for code, outcome in results:
                 self.stdout.write(f"{code:<20} {outcome}")
@@ -48,6 +50,8 @@ class Command(BaseCommand):
                 )
         else:
             made = 0
-            for patient in Patient.objects.filter(merged_into__isnull=True, deceased_on__isnull=True):
+            for patient in Patient.objects.filter(
+                merged_into__isnull=True, deceased_on__isnull=True
+            ):
                 made += len(services.apply_rules(patient))
             self.stdout.write(f"enrolments created: {made}")
