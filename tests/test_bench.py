@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from careloop.bench import harness, registry
+from careloop.bench import harness, registry, reminders
 
 
 def backend() -> str:
@@ -123,6 +123,65 @@ def test_registry_tiny_end_to_end(tmp_path: Path, bench_env: dict[str, str]) -> 
     assert not (user_var / "careloop.sqlite3").exists()
     if kind == "postgres":
         assert not postgres_has(f"careloop_bench_{proc.pid}")
+
+
+@pytest.mark.skipif(backend() != "sqlite", reason="runs once, in the SQLite pass of the suite")
+def test_reminders_tiny_end_to_end_on_sqlite(tmp_path: Path, bench_env: dict[str, str]) -> None:
+    out = tmp_path / "result.json"
+    env = dict(bench_env, CARELOOP_VAR_DIR=str(tmp_path / "user-var"))
+    env.pop("CARELOOP_DATABASE_URL", None)
+    proc = subprocess.run(  # noqa: S603 - our own interpreter and command
+        [
+            sys.executable,
+            "-m",
+            "careloop.cli",
+            "bench",
+            "reminders",
+            "--size",
+            "tiny",
+            "--database",
+            "sqlite",
+            "--json",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for key in harness.REQUIRED_KEYS:
+        assert key in result, key
+    size = reminders.SIZES["tiny"]
+    assert (result["workload"], result["size"], result["database"]) == (
+        "reminders",
+        "tiny",
+        "sqlite",
+    )
+    # The day was planned right: four reminders per patient at the plan's local times.
+    assert result["correct"] is True, result["checks"]
+    assert result["n"] == 4 * size.patients
+    assert result["checks"]["day"]["local_times"] == ["08:00", "08:30", "14:00", "20:00"]
+    assert result["checks"]["day"]["utc_mismatches"] == 0
+    # Every reminder of both bursts reached the provider exactly once, the crash included.
+    for run in ("burst_delivery", "crash_delivery"):
+        check = result["checks"][run]
+        assert (check["reminders"], check["duplicates"], check["losses"]) == (size.burst, 0, 0)
+        assert check["statuses"] == {"sent": size.burst}
+    assert result["checks"]["crash_in_flight"]["in_doubt_at_kill"] > 0
+    assert result["metrics"]["crash"]["exit_codes"][0] == -9  # really killed, not stopped
+    assert result["duplicates"] == 0 and result["losses"] == 0
+    # Rates, lateness, floors and ratios were measured.
+    assert result["rate_per_s"] > 0 and result["dispatch_per_s"] > 0
+    assert 0 < result["burst_p50_s"] <= result["burst_p99_s"]
+    assert set(result["floors"]) == {"executemany_occurrences", "noop_claim_loop"}
+    assert all(v > 0 for v in result["floors"].values())
+    assert all(v > 0 for v in result["ratios"].values())
+    assert {"materialise_vs_floor", "burst_p99", "duplicates", "losses"} <= set(result["targets"])
+    assert "correct: True" in proc.stdout
+    # Nothing is left behind: the scratch directory is gone with its database and logs.
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 @pytest.mark.parametrize("fail", [False, True])

@@ -265,6 +265,33 @@ class TestCrashRecovery:
         attempt = occ.attempts.get()
         assert attempt.outcome == "accepted" and attempt.in_doubt
 
+    def test_attempt_recorded_but_row_not_moved_on_is_not_sent_again(self, clinic: Clinic) -> None:
+        occ = self.crashed_send(clinic, provider_accepted=True)
+        occ.attempts.update(outcome="accepted")
+        clinic.run(utc(2026, 3, 2, 0, 5))
+        occ.refresh_from_db()
+        assert occ.status == S.SENT
+        assert len(clinic.sms.sent) == 1 and occ.attempts.count() == 1
+
+    def test_a_row_taken_over_by_another_worker_is_left_to_it(self, clinic: Clinic) -> None:
+        p = clinic.patient()
+        tpl = one_activity(clinic, "m")
+        enrol_custom(clinic, p, tpl, utc(2026, 3, 1, 16, 0))
+        now = utc(2026, 3, 2, 0, 0)
+        ids = dispatcher.claim("slow-worker", now, 10)
+        occs = list(rm.Occurrence.objects.filter(pk__in=ids).select_related("patient"))
+        ctx = dispatcher.load_context(occs, now)
+        plan = dispatcher.Plan()
+        for occ in occs:
+            dispatcher.decide(occ, ctx, plan, [])
+        pairs, _ = dispatcher._begin_sends(plan, ctx, "slow-worker")
+        # Its lease ran out and another worker claimed the rows before the provider call.
+        rm.Occurrence.objects.filter(pk__in=ids).update(claimed_by="other-worker")
+        ctx.renewed -= dispatcher.LEASE.total_seconds()
+        results = dispatcher._call_providers(pairs, ctx, "slow-worker")
+        assert clinic.sms.sent == []
+        assert all("not attempted" in str(r) for r in results)
+
     def test_provider_never_got_it_sent_once(self, clinic: Clinic) -> None:
         occ = self.crashed_send(clinic, provider_accepted=False)
         assert clinic.sms.sent == []

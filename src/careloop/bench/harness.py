@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 # name -> module with `SIZES` and `run(size, seed, progress) -> dict`
 WORKLOADS = {
     "registry": "careloop.bench.registry",
+    "reminders": "careloop.bench.reminders",
 }
 DATABASES = ("sqlite", "postgres")
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"

@@ -43,6 +43,7 @@ from careloop.channels.port import (
     PermanentError,
     Reconciled,
     SendResult,
+    TransientError,
 )
 from careloop.kit.clock import utc_now
 from careloop.patients import models as pm
@@ -137,6 +138,8 @@ class Context:
 
     now: datetime
     started: float = field(default_factory=_time.monotonic)
+    renewed: float = field(default_factory=_time.monotonic)
+    lost: set[int] = field(default_factory=set)
     settings: dict[int, rm.ReminderSettings] = field(default_factory=dict)
     channels: dict[tuple[int, str], chm.ChannelConfig] = field(default_factory=dict)
     prefs: dict[int, cm.ReminderPreference] = field(default_factory=dict)
@@ -454,7 +457,15 @@ def decide(occ: rm.Occurrence, ctx: Context, plan: Plan, attempts: Sequence[rm.A
 
     if occ.status == S.SENDING:
         pending = [a for a in attempts if a.outcome == AO.PENDING]
-        if pending:
+        accepted = [
+            a for a in attempts if a.step == occ.step and a.outcome in (AO.ACCEPTED, AO.DELIVERED)
+        ]
+        if accepted:  # recorded at the provider's answer, but the row was not moved on
+            wake = _next_wake(occ, domain.ladder_steps(_ladder(occ, ctx)), ctx, tz, settings)
+            plan.changes.append(
+                Change(occ, S.SENDING, _release({"status": S.SENT, "wake_at": wake}, now))
+            )
+        elif pending:
             plan.in_doubt.append((occ, pending[-1]))
         else:  # crashed between marking and recording nothing: just try again
             plan.changes.append(
@@ -663,9 +674,20 @@ def _open_tasks(tasks: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+def _still_ours(occ_id: int, worker: str) -> bool:
+    """Lock the row and check this worker still holds its claim (inside a transaction)."""
+    return (
+        rm.Occurrence.objects.select_for_update()
+        .filter(pk=occ_id, claimed_by=worker, status=S.SENDING)
+        .exists()
+    )
+
+
 def _resolve_in_doubt(plan: Plan, ctx: Context, worker: str) -> None:
     """Ask the provider about each attempt a crashed worker left pending, before re-sending."""
+    ids = [occ.pk for occ, _ in plan.in_doubt]
     for occ, attempt in plan.in_doubt:
+        _renew_if_due(ids, worker, ctx)
         channel = attempt.channel
         address = _address(occ, channel, ctx)
         message = build_message(occ, channel, attempt.step, address, ctx)
@@ -683,18 +705,21 @@ def _resolve_in_doubt(plan: Plan, ctx: Context, worker: str) -> None:
                 verdict = Reconciled.UNKNOWN
         now = ctx.now
         if verdict == Reconciled.ACCEPTED:
-            rm.Attempt.objects.filter(pk=attempt.pk, outcome=AO.PENDING).update(
-                outcome=AO.ACCEPTED,
-                in_doubt=True,
-                finished_at=now,
-                detail="confirmed by provider after a crash",
-            )
             tz = _zone(occ.time_zone)
             ladder = domain.ladder_steps(_ladder(occ, ctx))
             wake = _next_wake(occ, ladder, ctx, tz, ctx.settings[occ.organisation_id])
-            plan.changes.append(
-                Change(occ, S.SENDING, _release({"status": S.SENT, "wake_at": wake}, now))
-            )
+            with transaction.atomic():
+                if not _still_ours(occ.pk, worker):
+                    continue  # another worker took the row over; it decides
+                rm.Attempt.objects.filter(pk=attempt.pk, outcome=AO.PENDING).update(
+                    outcome=AO.ACCEPTED,
+                    in_doubt=True,
+                    finished_at=now,
+                    detail="confirmed by provider after a crash",
+                )
+                rm.Occurrence.objects.filter(pk=occ.pk).update(
+                    **_release({"status": S.SENT, "wake_at": wake}, now)
+                )
             plan.stats.reconciled += 1
             continue
         if verdict == Reconciled.UNKNOWN:
@@ -704,14 +729,17 @@ def _resolve_in_doubt(plan: Plan, ctx: Context, worker: str) -> None:
                 channel,
             )
             plan.stats.in_doubt_resent += 1
-        rm.Attempt.objects.filter(pk=attempt.pk, outcome=AO.PENDING).update(
-            outcome=AO.SUPERSEDED,
-            in_doubt=verdict == Reconciled.UNKNOWN,
-            finished_at=now,
-            detail="worker stopped before recording; provider has no such message"
-            if verdict == Reconciled.NOT_FOUND
-            else "worker stopped before recording; provider cannot tell",
-        )
+        with transaction.atomic():
+            if not _still_ours(occ.pk, worker):
+                continue
+            rm.Attempt.objects.filter(pk=attempt.pk, outcome=AO.PENDING).update(
+                outcome=AO.SUPERSEDED,
+                in_doubt=verdict == Reconciled.UNKNOWN,
+                finished_at=now,
+                detail="worker stopped before recording; provider has no such message"
+                if verdict == Reconciled.NOT_FOUND
+                else "worker stopped before recording; provider cannot tell",
+            )
         occ.status = S.SENDING
         plan.sends.append(
             Send(occ, channel, attempt.step, message, attempt.address_hint, attempt.try_no + 1)
@@ -814,18 +842,37 @@ def _mark_sent(
     return n
 
 
+def _renew_if_due(ids: Sequence[int], worker: str, ctx: Context) -> None:
+    """Extend this worker's lease once a third of it has been used; forget rows it lost."""
+    if _time.monotonic() - ctx.renewed < LEASE.total_seconds() / 3:
+        return
+    ours = rm.Occurrence.objects.filter(pk__in=ids, claimed_by=worker)
+    ours.update(claim_expires=ctx.elapsed_now() + LEASE)
+    kept = set(ours.values_list("pk", flat=True))
+    ctx.lost.update(i for i in ids if i not in kept)
+    ctx.renewed = _time.monotonic()
+
+
 def _call_providers(
-    pairs: Sequence[tuple[Send, rm.Attempt]], ctx: Context
+    pairs: Sequence[tuple[Send, rm.Attempt]], ctx: Context, worker: str = ""
 ) -> list[SendResult | ChannelError]:
-    results: list[SendResult | ChannelError] = [ChannelError("not sent")] * len(pairs)
+    results: list[SendResult | ChannelError] = [
+        TransientError("not attempted: the batch ran out of time") for _ in pairs
+    ]
     groups: dict[tuple[int, str], list[int]] = defaultdict(list)
     for i, (send, _att) in enumerate(pairs):
         groups[(send.occ.organisation_id, send.channel)].append(i)
+    ids = [send.occ.pk for send, _ in pairs]
     for (org_id, channel), indexes in groups.items():
         adapter = ctx.adapter(org_id, channel)
         size = max(1, int(getattr(adapter, "batch_size", 1) or 1))
         for start in range(0, len(indexes), size):
-            chunk = indexes[start : start + size]
+            if worker:
+                _renew_if_due(ids, worker, ctx)
+            # A row another worker has taken over is left to it: never sent from here.
+            chunk = [i for i in indexes[start : start + size] if pairs[i][0].occ.pk not in ctx.lost]
+            if not chunk:
+                continue
             messages = [pairs[i][0].message for i in chunk]
             try:
                 if len(messages) == 1:
@@ -893,7 +940,7 @@ def _record(
         plan.stats.tasks += _open_tasks(plan.tasks)
         plan.tasks = []
         # Failures were added to the plan after its first changes were written: write them now.
-        _apply([c for c in plan.changes if c.expect == S.SENDING], worker=None)
+        _apply([c for c in plan.changes if c.expect == S.SENDING], worker=worker)
 
 
 def _finish_attempts(attempts: Sequence[rm.Attempt]) -> None:
@@ -942,7 +989,7 @@ def process(ids: Sequence[int], worker: str, now: datetime | None = None) -> Sta
         plan.stats.sent += outboxed
     plan.changes = []
     if pairs:
-        results = _call_providers(pairs, ctx)
+        results = _call_providers(pairs, ctx, worker)
         _record(pairs, results, plan, ctx, worker)
     _audit([s for s in plan.sends if s.channel == ChannelKind.OUTBOX] + [s for s, _ in pairs])
     return plan.stats

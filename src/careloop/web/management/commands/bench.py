@@ -27,7 +27,8 @@ class Command(BaseCommand):
         "database is dropped afterwards, also when the run fails. Results (rates, latency "
         "percentiles, same-run floors, ratios, a correctness verdict, machine and versions) go to "
         "--json PATH, or to standard output. Progress goes to standard error. "
-        "Sizes: small (registry: 10k patients), full (100k), tiny (for tests)."
+        "Sizes: small (registry: 10k patients; reminders: 10k patients, 40k reminders a day, "
+        "bursts of 5k), full (100k; 400k; 50k), tiny (for tests)."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -141,6 +142,15 @@ def summary(result: dict[str, Any]) -> str:
     ]
     if "search_p50_ms" in result:
         lines.append(f"  search p50 {result['search_p50_ms']} ms, p99 {result['search_p99_ms']} ms")
+    if "dispatch_per_s" in result:
+        lines.append(
+            f"  dispatch {result['dispatch_per_s']:,.1f} messages/s, burst lateness p50 "
+            f"{result['burst_p50_s']} s, p99 {result['burst_p99_s']} s; duplicates "
+            f"{result['duplicates']}, losses {result['losses']}"
+        )
+    for name, target in result.get("targets", {}).items():
+        verdict = "met" if target["met"] else "NOT met"
+        lines.append(f"  target {name} ({target['target']}): {target['measured']} {verdict}")
     lines += [f"  floor {name}: {value:,.1f}/s" for name, value in result["floors"].items()]
     lines += [f"  ratio {name}: {value:.4f}" for name, value in result["ratios"].items()]
     lines.append(f"  correct: {result['correct']}")
