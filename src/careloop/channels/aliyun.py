@@ -40,17 +40,15 @@ from zoneinfo import ZoneInfo
 
 from careloop.channels.base import (
     BaseAdapter,
-    check_callback_token,
     contains_link,
     e164,
-    json_callback,
     no_address,
+    posted_json_items,
 )
 from careloop.channels.port import (
     ChannelError,
     ChannelKind,
     InboundEvent,
-    InvalidCallback,
     Message,
     PermanentError,
     PermanentReason,
@@ -380,11 +378,8 @@ def parse_sms_callback(
 ) -> list[InboundEvent]:
     """Delivery reports (SmsReport) and replies (SmsUp), both JSON arrays pushed by POST."""
     provider = AliyunSmsAdapter.provider
-    check_callback_token(config, query, provider)
-    if method.upper() != "POST":
-        raise InvalidCallback(f"{provider}: callbacks are POSTed")
     events: list[InboundEvent] = []
-    for item in json_callback(body, provider):
+    for item in posted_json_items(config, method, query, body, provider):
         phone = str(item.get("phone_number") or "")
         if "biz_id" in item and "success" in item:
             ok = item.get("success") in (True, "true", "True", 1)

@@ -141,3 +141,17 @@ def json_callback(body: bytes, provider: str) -> list[dict[str, Any]]:
     if not all(isinstance(item, dict) for item in items):
         raise InvalidCallback(f"{provider}: callback items must be objects")
     return items
+
+
+def posted_json_items(
+    config: Mapping[str, Any],
+    method: str,
+    query: Mapping[str, str],
+    body: bytes,
+    provider: str,
+) -> list[dict[str, Any]]:
+    """The items of a token-checked JSON callback pushed by POST (Aliyun, Tencent SMS)."""
+    check_callback_token(config, query, provider)
+    if method.upper() != "POST":
+        raise InvalidCallback(f"{provider}: callbacks are POSTed")
+    return json_callback(body, provider)

@@ -37,16 +37,14 @@ from urllib.parse import urlsplit
 
 from careloop.channels.base import (
     BaseAdapter,
-    check_callback_token,
     e164,
-    json_callback,
     no_address,
+    posted_json_items,
 )
 from careloop.channels.port import (
     ChannelError,
     ChannelKind,
     InboundEvent,
-    InvalidCallback,
     Message,
     PermanentError,
     PermanentReason,
@@ -358,11 +356,8 @@ def parse_sms_callback(
 ) -> list[InboundEvent]:
     """Status reports (array with ``sid``/``report_status``) and replies (``text``/``mobile``)."""
     provider = TencentSmsAdapter.provider
-    check_callback_token(config, query, provider)
-    if method.upper() != "POST":
-        raise InvalidCallback(f"{provider}: callbacks are POSTed")
     events: list[InboundEvent] = []
-    for item in json_callback(body, provider):
+    for item in posted_json_items(config, method, query, body, provider):
         number = _number(item)
         if "sid" in item and "report_status" in item:
             status = str(item.get("report_status") or "")
