@@ -12,6 +12,7 @@ produce two.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +51,10 @@ def parse_time(value: str) -> time:
     return time(int(match.group(1)), int(match.group(2)))
 
 
+@functools.lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
+    """The IANA zone by name. Cached: ZoneInfo keeps only a few zones alive, and a batch of
+    reminders spans many, so an uncached lookup re-reads the zone database each time."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

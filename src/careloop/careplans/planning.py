@@ -27,10 +27,6 @@ class PatientContext:
     dose_times: Mapping[str, Sequence[str]]
 
 
-# ZoneInfo keeps only the last few zones it built; patients live in many, so keep them all.
-_zone = functools.lru_cache(maxsize=1024)(domain.zone)
-
-
 def context_for(patient: pm.Patient, today: date) -> PatientContext:
     return contexts_for([patient], today)[patient.pk]
 
@@ -82,7 +78,7 @@ def contexts_for(patients: Sequence[pm.Patient], today: date) -> dict[int, Patie
         p.pk: PatientContext(
             patient_id=p.pk,
             organisation_id=p.organisation_id,
-            tz=_zone(p.time_zone),
+            tz=domain.zone(p.time_zone),
             facts=domain.Facts(
                 age=age_on(p.date_of_birth, today),
                 sex=p.sex,

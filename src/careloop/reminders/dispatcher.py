@@ -70,8 +70,6 @@ ACTIVE = (S.SCHEDULED, S.RETRYING, S.SENDING, S.SENT, S.DELIVERED, S.FAILED)
 DEFAULT_CHANNELS = ["wechat", "sms", "outbox"]
 
 
-# ZoneInfo keeps only the last few zones it built; a batch spans many, so keep them all.
-_zone = functools.lru_cache(maxsize=1024)(domain.zone)
 # The default texts depend on the kind and language only; translating them every time is slow.
 _default_body = functools.lru_cache(maxsize=256)(rendering.default_body)
 _default_subject = functools.lru_cache(maxsize=256)(rendering.default_subject)
@@ -305,7 +303,7 @@ def build_message(
     language = patient.preferred_language or "zh-hans"
     token = links.token_for(occ.source_key)
     link = links.url_for(token)
-    local = domain.local_of(occ.due_at, _zone(occ.time_zone))
+    local = domain.local_of(occ.due_at, domain.zone(occ.time_zone))
     # An appointment reminder tells the time of the appointment, not of the reminder.
     appointment = str(occ.payload.get("appointment_local") or "")
     values = {
@@ -423,7 +421,7 @@ def _choose(occ: rm.Occurrence, candidates: Iterable[str], ctx: Context) -> tupl
 def decide(occ: rm.Occurrence, ctx: Context, plan: Plan, attempts: Sequence[rm.Attempt]) -> None:
     now = ctx.now
     patient = occ.patient
-    tz = _zone(occ.time_zone)
+    tz = domain.zone(occ.time_zone)
     settings = ctx.settings[occ.organisation_id]
     if occ.status not in ACTIVE:
         plan.changes.append(Change(occ, occ.status, _release({"wake_at": None}, now)))
@@ -705,7 +703,7 @@ def _resolve_in_doubt(plan: Plan, ctx: Context, worker: str) -> None:
                 verdict = Reconciled.UNKNOWN
         now = ctx.now
         if verdict == Reconciled.ACCEPTED:
-            tz = _zone(occ.time_zone)
+            tz = domain.zone(occ.time_zone)
             ladder = domain.ladder_steps(_ladder(occ, ctx))
             wake = _next_wake(occ, ladder, ctx, tz, ctx.settings[occ.organisation_id])
             with transaction.atomic():
@@ -820,7 +818,7 @@ def _mark_sent(
     """Sent: wake again when the next escalation step is due (grouped by that moment)."""
     groups: dict[datetime | None, list[int]] = defaultdict(list)
     for occ in occs:
-        tz = _zone(occ.time_zone)
+        tz = domain.zone(occ.time_zone)
         ladder = domain.ladder_steps(_ladder(occ, ctx))
         groups[_next_wake(occ, ladder, ctx, tz, ctx.settings[occ.organisation_id])].append(occ.pk)
     n = 0
