@@ -107,3 +107,13 @@ def age_on(born: date, today: date) -> int:
     if (today.month, today.day) < (born.month, born.day):
         years -= 1
     return years
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+def epoch_seconds(moment: datetime) -> int:
+    """Whole seconds since 1970 (floored), exactly: `int(moment.timestamp())` can round
+    x.9999995 up through the float."""
+    return (moment - _EPOCH) // _SECOND
