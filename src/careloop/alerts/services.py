@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext_lazy as _
 
 from careloop.accounts.actor import Actor
 from careloop.accounts.models import CareTeamMember
@@ -146,3 +148,207 @@ def close_task(actor: Actor, task_id: int, *, outcome: str, note: str = "") -> a
                 locked.occurrence_id, source="staff_call", actor_name=actor.user.get_username()
             )
     return locked
+
+
+# --- alerts: what staff do with them ------------------------------------------------------------
+
+DISMISS_REASONS = ("false_reading", "known_condition", "duplicate", "not_relevant", "other")
+RESOLVE_OUTCOMES = (
+    "contacted_patient",
+    "plan_adjusted",
+    "medication_changed",
+    "visit_booked",
+    "referred",
+    "advice_given",
+    "no_action_needed",
+    "other",
+)
+
+
+def visible_alerts(actor: Actor) -> Any:
+    """Alerts of the patients the actor's departments look after (all, for an org admin)."""
+    qs = am.Alert.objects.filter(organisation_id=actor.organisation_id or 0)
+    if not actor.is_org_wide:
+        qs = qs.filter(department_id__in=actor.department_ids)
+    return qs
+
+
+def get_alert(actor: Actor, alert_id: int, *, action: str = "alert.read") -> am.Alert:
+    """An alert of the actor's departments; otherwise NotFound, the attempt audited as denied
+    under `action` (what the actor was trying to do)."""
+    patient_selectors.require(actor, Action.TASK_WORK)
+    alert = visible_alerts(actor).select_related("patient", "owner").filter(pk=alert_id).first()
+    if alert is None:
+        audit.record_denied(
+            actor,
+            action,
+            object_type="alerts.alert",
+            object_id=alert_id,
+            detail={"reason": "scope"},
+        )
+        raise NotFound()
+    return alert
+
+
+def _locked(alert_id: int) -> am.Alert:
+    return am.Alert.objects.select_for_update().get(pk=alert_id)
+
+
+def acknowledge_alert(actor: Actor, alert_id: int) -> am.Alert:
+    """Take an alert on: it is now being handled, by the actor unless someone owns it."""
+    # The scope check comes first, outside the transaction, so that a refusal stays audited.
+    get_alert(actor, alert_id, action="alert.acknowledge")
+    with transaction.atomic():
+        alert = _locked(alert_id)
+        if alert.status != am.Alert.Status.OPEN:
+            raise Conflict(_("This alert is no longer open."))
+        alert.status = am.Alert.Status.ACKNOWLEDGED
+        alert.acknowledged_at = utc_now()
+        alert.acknowledged_by = actor.user
+        if alert.owner_id is None:
+            alert.owner = actor.user
+        alert.save()
+        audit.record(actor, "alert.acknowledge", patient_id=alert.patient_id, obj=alert)
+    return alert
+
+
+def resolve_alert(actor: Actor, alert_id: int, *, outcome: str, note: str = "") -> am.Alert:
+    """Close an alert with what was done about it."""
+    errors: dict[str, list[str]] = {}
+    if outcome not in RESOLVE_OUTCOMES:
+        errors["outcome"] = [str(_("Choose what was done."))]
+    if outcome == "other" and not (note or "").strip():
+        errors["note"] = [str(_("Say what was done."))]
+    if len(note or "") > 1000:
+        errors["note"] = [str(_("At most 1,000 characters."))]
+    if errors:
+        raise ValidationFailed(details=errors)
+    return _close(actor, alert_id, am.Alert.Status.RESOLVED, outcome, note, "alert.resolve")
+
+
+def dismiss_alert(actor: Actor, alert_id: int, *, reason: str, note: str = "") -> am.Alert:
+    """Close an alert that needs nothing done, with the reason."""
+    errors: dict[str, list[str]] = {}
+    if reason not in DISMISS_REASONS:
+        errors["reason"] = [str(_("Choose why the alert is dismissed."))]
+    if reason == "other" and not (note or "").strip():
+        errors["note"] = [str(_("Say why."))]
+    if len(note or "") > 1000:
+        errors["note"] = [str(_("At most 1,000 characters."))]
+    if errors:
+        raise ValidationFailed(details=errors)
+    return _close(actor, alert_id, am.Alert.Status.DISMISSED, reason, note, "alert.dismiss")
+
+
+def _close(
+    actor: Actor, alert_id: int, status: str, outcome: str, note: str, action: str
+) -> am.Alert:
+    get_alert(actor, alert_id, action=action)  # outside the transaction: a refusal stays audited
+    with transaction.atomic():
+        alert = _locked(alert_id)
+        if alert.status not in am.Alert.ACTIVE:
+            raise Conflict(_("This alert is already closed."))
+        now = utc_now()
+        if alert.acknowledged_at is None:
+            alert.acknowledged_at = now
+            alert.acknowledged_by = actor.user
+        alert.status = status
+        alert.outcome = outcome
+        alert.note = (note or "").strip()[:1000]
+        alert.closed_at = now
+        alert.closed_by = actor.user
+        alert.save()
+        audit.record(
+            actor, action, patient_id=alert.patient_id, obj=alert, detail={"outcome": outcome}
+        )
+    return alert
+
+
+def assign(
+    actor: Actor,
+    *,
+    alert_ids: Sequence[int] = (),
+    task_ids: Sequence[int] = (),
+    to: int,
+) -> int:
+    """Give alerts and tasks to a colleague of one of the actor's departments; the count moved."""
+    patient_selectors.require(actor, Action.TASK_WORK)
+    from careloop.accounts.models import Staff
+
+    colleagues = Staff.objects.filter(
+        organisation_id=actor.organisation_id or 0, is_active=True, pk=to
+    )
+    if not actor.is_org_wide:
+        colleagues = colleagues.filter(memberships__department_id__in=actor.department_ids)
+    staff = colleagues.distinct().first()
+    if staff is None:
+        raise ValidationFailed(details={"to": [str(_("Choose a colleague."))]})
+    if len(alert_ids) + len(task_ids) > 500:
+        raise ValidationFailed(details={"items": [str(_("At most 500 items at a time."))]})
+    moved = 0
+    with transaction.atomic():
+        alerts = visible_alerts(actor).filter(pk__in=list(alert_ids), status__in=am.Alert.ACTIVE)
+        for alert in alerts.select_for_update():
+            alert.owner = staff
+            alert.save(update_fields=["owner"])
+            audit.record(
+                actor, "alert.assign", patient_id=alert.patient_id, obj=alert, detail={"to": to}
+            )
+            moved += 1
+        tasks = visible_tasks(actor).filter(pk__in=list(task_ids), status=am.Task.Status.OPEN)
+        for task in tasks.select_for_update():
+            task.assignee = staff
+            task.save(update_fields=["assignee"])
+            audit.record(
+                actor, "task.assign", patient_id=task.patient_id, obj=task, detail={"to": to}
+            )
+            moved += 1
+    return moved
+
+
+def set_personal_threshold(
+    actor: Actor, patient_id: int, rule: str, params: dict[str, float], reason: str = ""
+) -> am.PersonalThreshold | None:
+    """Set (or, with no params, remove) a patient's own threshold for a rule."""
+    from careloop.alerts import evaluation
+
+    patient = patient_selectors.get_patient(
+        actor, patient_id, action=Action.CLINICAL_WRITE, audit_read=False
+    )
+    ruleset = evaluation.ruleset_for(patient.organisation_id)
+    try:
+        spec = ruleset.rule(rule)
+    except KeyError:
+        raise ValidationFailed(details={"rule": [str(_("Unknown rule."))]}) from None
+    allowed = set(getattr(spec, "params", {}) or {})
+    errors: dict[str, list[str]] = {}
+    clean: dict[str, float] = {}
+    for name, value in params.items():
+        if name not in allowed:
+            errors[name] = [str(_("This rule has no such threshold."))]
+            continue
+        try:
+            clean[name] = float(value)
+        except (TypeError, ValueError):
+            errors[name] = [str(_("Enter a number."))]
+    if errors:
+        raise ValidationFailed(details=errors)
+    with transaction.atomic():
+        if not clean:
+            am.PersonalThreshold.objects.filter(patient_id=patient.pk, rule=rule).delete()
+            audit.record(actor, "threshold.remove", patient_id=patient.pk, detail={"rule": rule})
+            return None
+        row, _created = am.PersonalThreshold.objects.update_or_create(
+            patient_id=patient.pk,
+            rule=rule,
+            defaults={
+                "params": clean,
+                "reason": reason[:300],
+                "set_by": actor.user,
+                "set_at": utc_now(),
+            },
+        )
+        audit.record(
+            actor, "threshold.set", patient_id=patient.pk, obj=row, detail={"rule": rule, **clean}
+        )
+    return row
