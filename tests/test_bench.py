@@ -307,3 +307,31 @@ def test_search_check_flags_wrong_answers() -> None:
     assert ok(_search("national_id", "cardiology", 1), 2, [1, 2], dept_of)
     # A search for someone who exists must find something.
     assert "found nothing" in ok(_search("condition", "cardiology", 1), 0, [], dept_of)
+
+
+@pytest.mark.parametrize("workload", ["ingest", "rules", "worklist"])
+def test_data_in_workloads_tiny_end_to_end(
+    workload: str, tmp_path: Path, bench_env: dict[str, str]
+) -> None:
+    kind = backend()
+    out = tmp_path / "result.json"
+    env = dict(bench_env, CARELOOP_VAR_DIR=str(tmp_path / "user-var"))
+    if kind == "sqlite":
+        env.pop("CARELOOP_DATABASE_URL", None)
+    proc = subprocess.run(  # noqa: S603 - our own interpreter and command
+        [
+            sys.executable, "-m", "careloop.cli", "bench", workload, "--size", "tiny",
+            "--database", kind, "--json", str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )  # fmt: skip
+    # Targets may be missed on a tiny, busy run (they are reported); the work must be right.
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for key in harness.REQUIRED_KEYS:
+        assert key in result, key
+    assert result["correct"] is True, result.get("checks")
+    assert all("measured" in t and "met" in t for t in result["targets"].values())

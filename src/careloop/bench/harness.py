@@ -22,6 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 WORKLOADS = {
     "registry": "careloop.bench.registry",
     "reminders": "careloop.bench.reminders",
+    "ingest": "careloop.bench.ingest",
+    "rules": "careloop.bench.rules",
+    "worklist": "careloop.bench.worklist",
 }
 DATABASES = ("sqlite", "postgres")
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"

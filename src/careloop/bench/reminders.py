@@ -108,10 +108,13 @@ class Size:
     # Claim lease of the workers: a crashed worker's reminders wait this long. It must be
     # well above a batch's time (see tests/fault): the default in production is 120 s.
     lease_seconds: int = 10
+    # Seconds the fake provider takes to answer. With a burst of only two batches and an
+    # instant provider, the crash phase can miss the moment a batch is in flight.
+    provider_latency: float = 0.0
 
 
 SIZES = {
-    "tiny": Size(500, 400, lease_seconds=6),  # for the test suite
+    "tiny": Size(500, 400, lease_seconds=6, provider_latency=0.15),  # for the test suite
     "small": Size(10_000, 5_000),
     "full": Size(100_000, 50_000),
 }
@@ -888,18 +891,27 @@ def run_dispatch(
             )
             # The victim's own messages in flight: attempts committed, provider not yet answered.
             its = attempts.filter(worker=_worker_id(workers, 0))
-            _freeze_when(victim, lambda: its.filter(outcome="pending").exists(), timeout=300)
+            caught = _freeze_when(
+                victim,
+                lambda: its.filter(outcome="pending").exists(),
+                timeout=300,
+                done=lambda: settled(burst),
+            )
             killed = {
-                "in_doubt": its.filter(outcome="pending").count(),
+                "in_doubt": its.filter(outcome="pending").count() if caught else 0,
                 "accepted_before": attempts.filter(outcome="accepted").count(),
+                "caught_in_flight": caught,
             }
             workers.kill(victim)
-            _say(
-                emit,
-                f"  killed a worker (SIGKILL) with {killed['in_doubt']} messages in flight "
-                f"after {killed['accepted_before']:,} were accepted; a replacement starts "
-                f"when its {lease} s lease has run out",
-            )
+            if caught:
+                _say(
+                    emit,
+                    f"  killed a worker (SIGKILL) with {killed['in_doubt']} messages in flight "
+                    f"after {killed['accepted_before']:,} were accepted; a replacement starts "
+                    f"when its {lease} s lease has run out",
+                )
+            else:
+                _say(emit, "  the burst was all sent before a kill could catch messages in flight")
             time.sleep(lease)
             workers.start(batch=BATCH)
         _wait(lambda: settled(burst), 900, "every reminder of the burst to be settled", 0.5)
@@ -995,8 +1007,11 @@ def _worker_id(workers: Workers, n: int) -> str:
     return found.group(1)
 
 
-def _freeze_when(proc: subprocess.Popen[bytes], check: Any, timeout: float) -> None:
-    """Stop the process (SIGSTOP) at a moment `check` holds, so a kill leaves that state."""
+def _freeze_when(
+    proc: subprocess.Popen[bytes], check: Any, timeout: float, done: Any = None
+) -> bool:
+    """Stop the process (SIGSTOP) at a moment `check` holds, so a kill leaves that state.
+    False (the process running on) when `done` says there is nothing left to catch."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -1004,7 +1019,10 @@ def _freeze_when(proc: subprocess.Popen[bytes], check: Any, timeout: float) -> N
         proc.send_signal(signal.SIGSTOP)
         try:
             if check():
-                return
+                return True
+            if done is not None and done():
+                proc.send_signal(signal.SIGCONT)
+                return False
         except Exception:  # noqa: S110 - SQLite busy while the process holds its lock
             pass
         proc.send_signal(signal.SIGCONT)
@@ -1047,7 +1065,7 @@ def run(size: str, seed: int, emit: Emit | None) -> dict[str, Any]:
     checks: dict[str, dict[str, Any]] = {}
     today = utc_now().date()
 
-    with FakeProvider(var_dir / "sms-sent.jsonl") as fake:
+    with FakeProvider(var_dir / "sms-sent.jsonl", latency=plan_size.provider_latency) as fake:
         _say(
             emit,
             f"set-up: {n:,} patients over {len(ZONES)} zones; fake SMS API at "
