@@ -168,3 +168,60 @@ def sessions_from(data: Iterable[dict[str, str]]) -> tuple[Session, ...]:
     return tuple(
         Session(time.fromisoformat(s["start"]), time.fromisoformat(s["end"])) for s in data
     )
+
+
+# --- high-priority overdue (metrics.md, "Overdue and return to care") -------------------------
+
+HIGH_PRIORITY_MIN_DAYS = 30  # overdue less than this is never high priority
+BP_CRISIS = (180, 110)  # mm[Hg], systolic or diastolic at or above
+BP_HIGH_AFTER_EVENT = (140, 90)  # the same, after a heart attack or stroke
+# The highest blood-sugar band (Simple's overdue-list bands; the same cut-offs as the ADA
+# Standards of Care's hyperglycaemic-crisis work-up): fasting ≥ 200 mg/dL (11.1 mmol/L), random
+# or post-prandial ≥ 300 mg/dL (16.7 mmol/L), HbA1c ≥ 9.0 %. Compared in mg/dL so that a
+# reading sent in mg/dL is judged on the number the device showed.
+GLUCOSE_TOP_MG_DL = {"fasting": 200.0, "random": 300.0, "postprandial": 300.0}
+HBA1C_TOP_PERCENT = 9.0
+# Prior heart attack or stroke, by ICD-10 category (WHO ICD-10, chapter IX "Diseases of the
+# circulatory system"): I21 acute and I22 subsequent myocardial infarction, I25.2 old myocardial
+# infarction; I60–I64 stroke (subarachnoid, intracerebral and other non-traumatic intracranial
+# haemorrhage, cerebral infarction, stroke not specified); I69 sequelae of cerebrovascular
+# disease. Chinese national extensions (GB/T 14396, e.g. I21.901) share these prefixes.
+CARDIOVASCULAR_EVENT_CODES = ("I21", "I22", "I252", "I60", "I61", "I62", "I63", "I64", "I69")
+
+
+def is_cardiovascular_event(icd10_code: str) -> bool:
+    """Whether an ICD-10 code records a heart attack or a stroke."""
+    code = icd10_code.strip().upper().replace(".", "")
+    return code.startswith(CARDIOVASCULAR_EVENT_CODES)
+
+
+def high_priority(
+    *,
+    days_overdue: int,
+    bp: tuple[float, float | None] | None = None,
+    sugar: tuple[str, float] | None = None,
+    prior_event: bool = False,
+) -> bool:
+    """Whether an overdue patient is high priority (metrics.md).
+
+    ``bp`` is the last blood pressure (systolic, diastolic); ``sugar`` the last blood-sugar
+    measure as (kind, value): "fasting" / "random" / "postprandial" in mg/dL or "hba1c" in %
+    (a glucose without a fasting or meal context is judged as random: the higher cut-off, so
+    an unlabelled after-meal reading raises no false flag).
+    """
+    if days_overdue < HIGH_PRIORITY_MIN_DAYS:
+        return False
+    if bp is not None:
+        systolic, diastolic = bp[0], bp[1] if bp[1] is not None else 0.0
+        if systolic >= BP_CRISIS[0] or diastolic >= BP_CRISIS[1]:
+            return True
+        if prior_event and (
+            systolic >= BP_HIGH_AFTER_EVENT[0] or diastolic >= BP_HIGH_AFTER_EVENT[1]
+        ):
+            return True
+    if sugar is not None:
+        kind, value = sugar
+        if kind == "hba1c":
+            return value >= HBA1C_TOP_PERCENT
+        return value >= GLUCOSE_TOP_MG_DL.get(kind, GLUCOSE_TOP_MG_DL["random"])
+    return False

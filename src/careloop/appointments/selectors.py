@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -305,6 +305,7 @@ class OverdueRow:
     object_id: int
     high_priority: bool = False
     last_result: am.CallResult | None = None
+    object_patient_id: int = 0  # the patient's id, before the patient row is loaded
 
 
 @dataclass
@@ -320,16 +321,96 @@ class OverdueCriteria:
 SOURCES = ("appointment", "revisit", "call")
 
 
+# Coded with or without the dot (I25.2 / I252); the domain function decides.
+_CARDIOVASCULAR_CODES = Q(icd10_code__istartswith="I25.2")
+for _prefix in domain.CARDIOVASCULAR_EVENT_CODES:
+    _CARDIOVASCULAR_CODES |= Q(icd10_code__istartswith=_prefix)
+
+
 def high_priority(patient_ids: Iterable[int], rows: dict[int, OverdueRow]) -> set[int]:
     """Patients whose overdue follow-up is high priority (metrics.md: last BP ≥ 180/110, or a
     prior heart attack or stroke with last BP ≥ 140/90, or last glucose in the highest band,
-    unless overdue less than 30 days). Readings are not recorded yet, so nobody qualifies; this
-    is where the observations app plugs in."""
-    return set()
+    unless overdue less than 30 days). System read: the caller has already scoped the rows."""
+    from careloop.observations import domain as observation_domain
+    from careloop.observations import selectors as observation_selectors
+
+    pids = [
+        pid
+        for pid in patient_ids
+        if pid in rows and rows[pid].days_overdue >= domain.HIGH_PRIORITY_MIN_DAYS
+    ]
+    found: set[int] = set()
+    for start in range(0, len(pids), 1000):
+        part = pids[start : start + 1000]
+        latest = observation_selectors.latest_for(part, ("bp", "glucose", "hba1c"))
+        events = {
+            pid
+            for pid, code in pm.Condition.objects.filter(
+                patient_id__in=part, deleted_at__isnull=True
+            )
+            .filter(_CARDIOVASCULAR_CODES)
+            .values_list("patient_id", "icd10_code")
+            if domain.is_cardiovascular_event(code)
+        }
+        for pid in part:
+            bp = latest.get((pid, "bp"))
+            sugar: tuple[str, float] | None = None
+            # The last blood-sugar measure, whichever kind came last (glucose or HbA1c).
+            glucose, hba1c = latest.get((pid, "glucose")), latest.get((pid, "hba1c"))
+            if glucose is not None and glucose.value is not None:
+                sugar = (glucose.context or "random", observation_domain.mg_dl(glucose.value))
+            if (
+                hba1c is not None
+                and hba1c.value is not None
+                and (glucose is None or _later(hba1c.last_at, glucose.last_at))
+            ):
+                sugar = ("hba1c", hba1c.value)
+            if domain.high_priority(
+                days_overdue=rows[pid].days_overdue,
+                bp=(bp.value, bp.value2) if bp is not None and bp.value is not None else None,
+                sugar=sugar,
+                prior_event=pid in events,
+            ):
+                found.add(pid)
+    return found
+
+
+def _later(a: datetime | None, b: datetime | None) -> bool:
+    return a is not None and (b is None or a > b)
 
 
 def overdue(actor: Actor, criteria: OverdueCriteria | None = None) -> Page:
-    """Patients with a scheduled follow-up whose date has passed without a visit.
+    """One page of the overdue list (see `ranked_overdue`), audited."""
+    c = criteria or OverdueCriteria()
+    rows = ranked_overdue(actor, c)
+    size = to_int(c.size, 25, low=1, high=MAX_PAGE_SIZE)
+    pages = max(1, -(-len(rows) // size))
+    number = to_int(c.page, 1, low=1, high=pages)
+    chosen = with_patients(rows[(number - 1) * size : number * size])
+    audit.record(
+        actor,
+        "overdue.list",
+        detail={
+            "criteria": sorted(
+                k for k in ("department", "source", "min_days", "q") if getattr(c, k)
+            ),
+            "results": len(rows),
+        },
+    )
+    return Page(items=chosen, number=number, size=size, total=len(rows))
+
+
+def with_patients(rows: list[OverdueRow]) -> list[OverdueRow]:
+    """The rows with their patient loaded (only the rows shown need it)."""
+    names = pm.Patient.objects.in_bulk([r.object_patient_id for r in rows])
+    for row in rows:
+        row.patient = names[row.object_patient_id]
+    return rows
+
+
+def ranked_overdue(actor: Actor, criteria: OverdueCriteria | None = None) -> list[OverdueRow]:
+    """Patients with a scheduled follow-up whose date has passed without a visit, high
+    priority first, then the longest overdue (not audited: callers audit what they show).
 
     A follow-up is a missed appointment (did not come, or still booked after its day) or a plan
     reminder of kind revisit or call whose date passed unacknowledged. Only follow-ups of the
@@ -423,27 +504,13 @@ def overdue(actor: Actor, criteria: OverdueCriteria | None = None) -> Page:
             row.days_overdue = domain.days_overdue(scheduled, today)
 
     rows = [r for r in latest.items() if r[1].days_overdue >= max(0, c.min_days)]
-    rows.sort(key=lambda kv: (-kv[1].days_overdue, kv[0]))
-    size = to_int(c.size, 25, low=1, high=MAX_PAGE_SIZE)
-    pages = max(1, -(-len(rows) // size))
-    number = to_int(c.page, 1, low=1, high=pages)
-    chosen = rows[(number - 1) * size : number * size]
-    names = pm.Patient.objects.in_bulk([pid for pid, _ in chosen])
-    flagged = high_priority((pid for pid, _ in chosen), dict(chosen))
-    for pid, row in chosen:
-        row.patient = names[pid]
+    # High priority first, then the longest overdue (metrics.md).
+    flagged = high_priority((pid for pid, _ in rows), dict(rows))
+    for pid, row in rows:
         row.high_priority = pid in flagged
-    audit.record(
-        actor,
-        "overdue.list",
-        detail={
-            "criteria": sorted(
-                k for k in ("department", "source", "min_days", "q") if getattr(c, k)
-            ),
-            "results": len(rows),
-        },
-    )
-    return Page(items=[r for _, r in chosen], number=number, size=size, total=len(rows))
+        row.object_patient_id = pid
+    rows.sort(key=lambda kv: (not kv[1].high_priority, -kv[1].days_overdue, kv[0]))
+    return [row for _pid, row in rows]
 
 
 def _last_visits(actor: Actor, patient_ids: set[int]) -> dict[int, date]:

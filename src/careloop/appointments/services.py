@@ -5,6 +5,10 @@ No double booking: a place is taken with a conditional UPDATE (``booked = booked
 booked < capacity``) that the database evaluates on the current row, so of any number of
 concurrent bookings of the last place exactly one succeeds; a CHECK constraint backs it up, and a
 partial UNIQUE constraint keeps a patient from holding two active appointments in one slot.
+
+Patients book, move and cancel their own revisits in the portal (``book_for_patient``,
+``reschedule_for_patient``, ``cancel_for_patient``): the same rules as the staff functions, with
+the patient's own scope and audited as the patient.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -24,17 +29,22 @@ from django.db.models.functions import Greatest
 from django.utils.translation import gettext_lazy as _
 
 from careloop.accounts.actor import Actor
-from careloop.accounts.models import Organisation
+from careloop.accounts.models import Organisation, Staff
 from careloop.accounts.roles import Action
 from careloop.appointments import domain, selectors
 from careloop.appointments import models as am
 from careloop.appointments.forms import ScheduleForm
 from careloop.audit import services as audit
 from careloop.kit.clock import utc_now
-from careloop.kit.errors import Conflict, StaleVersion, ValidationFailed
+from careloop.kit.errors import Conflict, NotFound, StaleVersion, ValidationFailed
+from careloop.kit.pagination import to_int
 from careloop.patients import models as pm
 from careloop.patients import selectors as patient_selectors
+from careloop.patients import services as patient_services
 from careloop.reminders import services as reminder_services
+
+if TYPE_CHECKING:
+    from careloop.portal.context import PortalActor
 
 log = logging.getLogger("careloop.appointments")
 
@@ -361,13 +371,92 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
-def _replay(actor: Actor, source_key: str, digest: str) -> Booking | None:
+def _replay(source_key: str, digest: str, fetch: Callable[[int], am.Appointment]) -> Booking | None:
     existing = A.objects.filter(source_key=source_key).values_list("pk", "source_digest").first()
     if existing is None:
         return None
     if existing[1] != digest:
         raise IdempotencyKeyReused()
-    return Booking(selectors.get_appointment(actor, existing[0]), replayed=True)
+    return Booking(fetch(existing[0]), replayed=True)
+
+
+# Who changes an appointment: a staff member (audited with their Actor) or the patient in the
+# portal (audited as the patient). Booking, moving and cancelling follow the same rules for
+# both; only the scope checks and the audit differ.
+Recorder = Callable[[str, am.Appointment, dict[str, Any]], None]
+
+
+def _staff_recorder(actor: Actor) -> Recorder:
+    def record(action: str, appt: am.Appointment, detail: dict[str, Any]) -> None:
+        audit.record(actor, action, patient_id=appt.patient_id, obj=appt, detail=detail)
+
+    return record
+
+
+def _patient_recorder(actor: PortalActor) -> Recorder:
+    def record(action: str, appt: am.Appointment, detail: dict[str, Any]) -> None:
+        actor.audit(
+            action, object_type="appointments.appointment", object_id=appt.pk, detail=detail
+        )
+
+    return record
+
+
+def _place(
+    patient: pm.Patient,
+    slot: am.Slot,
+    *,
+    kind: str,
+    reason: str,
+    source_key: str | None,
+    digest: str,
+    by: Staff | None,
+    record: Recorder,
+    fetch: Callable[[int], am.Appointment],
+) -> Booking:
+    """Take a place in the slot and create the appointment with its reminders (one
+    transaction). A repeated idempotent request answers with the first booking."""
+    now = utc_now()
+    if slot.ends_at <= now:
+        raise SlotUnavailable()
+    try:
+        with transaction.atomic():
+            if A.objects.filter(patient=patient, slot=slot, status__in=A.ACTIVE).exists():
+                raise AlreadyBooked()
+            _take_place(slot.pk)
+            appt = A.objects.create(
+                organisation_id=slot.organisation_id,
+                patient=patient,
+                slot=slot,
+                department_id=slot.department_id,
+                doctor_id=slot.doctor_id,
+                kind=kind,
+                starts_at=slot.starts_at,
+                local_date=slot.local_date,
+                reason=reason,
+                booked_by=by,
+                booked_at=now,
+                source_key=source_key,
+                source_digest=digest,
+                updated_at=now,
+                updated_by=by,
+            )
+            appt.department = slot.department
+            reminders = _schedule_reminders(appt, patient, now)
+            record(
+                "appointment.book",
+                appt,
+                {"slot": slot.pk, "reminders": reminders, "idempotent": bool(source_key)},
+            )
+    except (IntegrityError, AlreadyBooked):
+        # A concurrent request with the same key got there first (its answer is this one's),
+        # or the patient was booked into this slot at the same moment by someone else.
+        if source_key:
+            replay = _replay(source_key, digest, fetch)
+            if replay is not None:
+                return replay
+        raise AlreadyBooked() from None
+    return Booking(appt)
 
 
 def book(
@@ -395,8 +484,12 @@ def book(
         raise ValidationFailed(details=errors)
     source_key = _idempotency_key(actor, idempotency_key) if idempotency_key else None
     digest = _digest(int(patient_id), str(slot_id), kind, reason) if source_key else ""
+
+    def fetch(pk: int) -> am.Appointment:
+        return selectors.get_appointment(actor, pk)
+
     if source_key:
-        replay = _replay(actor, source_key, digest)
+        replay = _replay(source_key, digest, fetch)
         if replay is not None:
             return replay
     patient = patient_selectors.get_patient(actor, patient_id, audit_read=False)
@@ -405,49 +498,17 @@ def book(
             details={"patient": [str(_("This patient is recorded as deceased."))]}
         )
     slot = selectors.get_slot(actor, slot_id)
-    now = utc_now()
-    if slot.ends_at <= now:
-        raise SlotUnavailable()
-    try:
-        with transaction.atomic():
-            if A.objects.filter(patient=patient, slot=slot, status__in=A.ACTIVE).exists():
-                raise AlreadyBooked()
-            _take_place(slot.pk)
-            appt = A.objects.create(
-                organisation_id=slot.organisation_id,
-                patient=patient,
-                slot=slot,
-                department_id=slot.department_id,
-                doctor_id=slot.doctor_id,
-                kind=kind,
-                starts_at=slot.starts_at,
-                local_date=slot.local_date,
-                reason=reason,
-                booked_by=actor.user,
-                booked_at=now,
-                source_key=source_key,
-                source_digest=digest,
-                updated_at=now,
-                updated_by=actor.user,
-            )
-            appt.department = slot.department
-            reminders = _schedule_reminders(appt, patient, now)
-            audit.record(
-                actor,
-                "appointment.book",
-                patient_id=patient.pk,
-                obj=appt,
-                detail={"slot": slot.pk, "reminders": reminders, "idempotent": bool(source_key)},
-            )
-    except (IntegrityError, AlreadyBooked):
-        # A concurrent request with the same key got there first (its answer is this one's),
-        # or the patient was booked into this slot at the same moment by someone else.
-        if source_key:
-            replay = _replay(actor, source_key, digest)
-            if replay is not None:
-                return replay
-        raise AlreadyBooked() from None
-    return Booking(appt)
+    return _place(
+        patient,
+        slot,
+        kind=kind,
+        reason=reason,
+        source_key=source_key,
+        digest=digest,
+        by=actor.user,
+        record=_staff_recorder(actor),
+        fetch=fetch,
+    )
 
 
 def _locked(current: am.Appointment) -> am.Appointment:
@@ -460,21 +521,25 @@ def _locked(current: am.Appointment) -> am.Appointment:
 
 
 def _touch(appt: am.Appointment, actor: Actor | None, now: datetime) -> None:
+    _touch_by(appt, actor.user if actor else None, now)
+
+
+def _touch_by(appt: am.Appointment, by: Staff | None, now: datetime) -> None:
     appt.version += 1
     appt.updated_at = now
-    appt.updated_by = actor.user if actor else None
+    appt.updated_by = by
 
 
-def reschedule(
-    actor: Actor, appointment_id: Any, new_slot_id: Any, expected_version: Any
+def _move(
+    current: am.Appointment,
+    slot: am.Slot,
+    expected: int,
+    *,
+    by: Staff | None,
+    record: Recorder,
 ) -> am.Appointment:
-    """Move a booked appointment to another slot: the old place is given back only if the new
-    one can be taken (one transaction), and the reminders follow the new time."""
-    require(actor, Action.APPOINTMENT_BOOK)
-    expected = _version(expected_version)
-    slot = selectors.get_slot(actor, new_slot_id)
+    """Move a booked appointment (found in scope) to another slot (found in scope)."""
     now = utc_now()
-    current = selectors.get_appointment(actor, appointment_id)
     with transaction.atomic():
         appt = _locked(current)
         if appt.version != expected:
@@ -500,16 +565,14 @@ def reschedule(
         appt.doctor_id = slot.doctor_id
         appt.starts_at = slot.starts_at
         appt.local_date = slot.local_date
-        _touch(appt, actor, now)
+        _touch_by(appt, by, now)
         appt.save()
         cancelled = reminder_services.cancel_ref(appt.ref, "rescheduled")
         made = _schedule_reminders(appt, appt.patient, now)
-        audit.record(
-            actor,
+        record(
             "appointment.reschedule",
-            patient_id=appt.patient_id,
-            obj=appt,
-            detail={
+            appt,
+            {
                 "from_slot": old_slot,
                 "to_slot": slot.pk,
                 "reminders_cancelled": cancelled,
@@ -519,16 +582,35 @@ def reschedule(
     return appt
 
 
-def cancel(
-    actor: Actor, appointment_id: Any, reason: str = "", expected_version: Any = None
+def reschedule(
+    actor: Actor, appointment_id: Any, new_slot_id: Any, expected_version: Any
 ) -> am.Appointment:
-    """Cancel a booked appointment: its place is given back and its reminders withdrawn."""
+    """Move a booked appointment to another slot: the old place is given back only if the new
+    one can be taken (one transaction), and the reminders follow the new time."""
     require(actor, Action.APPOINTMENT_BOOK)
+    expected = _version(expected_version)
+    slot = selectors.get_slot(actor, new_slot_id)
+    current = selectors.get_appointment(actor, appointment_id)
+    return _move(current, slot, expected, by=actor.user, record=_staff_recorder(actor))
+
+
+def _check_cancel_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if len(reason) > 200:
         raise ValidationFailed(details={"reason": [str(_("At most 200 characters."))]})
+    return reason
+
+
+def _cancel(
+    current: am.Appointment,
+    reason: str,
+    expected_version: Any,
+    *,
+    by: Staff | None,
+    record: Recorder,
+) -> am.Appointment:
+    """Cancel a booked appointment (found in scope): the place and the reminders go."""
     now = utc_now()
-    current = selectors.get_appointment(actor, appointment_id)
     with transaction.atomic():
         appt = _locked(current)
         if expected_version not in (None, "") and appt.version != _version(expected_version):
@@ -541,18 +623,142 @@ def cancel(
         appt.status = A.Status.CANCELLED
         appt.cancel_reason = reason
         appt.finished_at = now
-        _touch(appt, actor, now)
+        _touch_by(appt, by, now)
         appt.save()
         withdrawn = reminder_services.cancel_ref(appt.ref, "appointment_cancelled")
         withdrawn += reminder_services.cancel_ref(appt.queue_ref, "appointment_cancelled")
-        audit.record(
-            actor,
-            "appointment.cancel",
-            patient_id=appt.patient_id,
-            obj=appt,
-            detail={"reminders_cancelled": withdrawn},
-        )
+        record("appointment.cancel", appt, {"reminders_cancelled": withdrawn})
     return appt
+
+
+def cancel(
+    actor: Actor, appointment_id: Any, reason: str = "", expected_version: Any = None
+) -> am.Appointment:
+    """Cancel a booked appointment: its place is given back and its reminders withdrawn."""
+    require(actor, Action.APPOINTMENT_BOOK)
+    reason = _check_cancel_reason(reason)
+    current = selectors.get_appointment(actor, appointment_id)
+    return _cancel(current, reason, expected_version, by=actor.user, record=_staff_recorder(actor))
+
+
+# --- the patient's own appointments (the portal) ----------------------------------------------
+#
+# A patient books revisits in the clinics of their own departments, and moves or cancels only
+# their own appointments; anything else answers 404. The capacity rules are the staff ones.
+
+
+def patient_departments(actor: PortalActor) -> list[int]:
+    """The departments that look after the signed-in patient."""
+    return list(
+        pm.PatientDepartment.objects.filter(
+            patient_id=actor.patient_id, patient__organisation_id=actor.organisation_id
+        ).values_list("department_id", flat=True)
+    )
+
+
+def own_slot(actor: PortalActor, slot_id: Any) -> am.Slot:
+    """A slot of one of the patient's departments (404 otherwise, audited)."""
+    pk = to_int(slot_id, 0, low=0, high=2**62)
+    found = (
+        am.Slot.objects.filter(
+            pk=pk,
+            organisation_id=actor.organisation_id,
+            department_id__in=patient_departments(actor),
+        )
+        .select_related("department", "doctor")
+        .first()
+    )
+    if found is None:
+        actor.audit(
+            "slot.read",
+            outcome="denied",
+            object_type="appointments.slot",
+            object_id=pk,
+            detail={"reason": "scope"},
+        )
+        raise NotFound()
+    return found
+
+
+def own_appointment(actor: PortalActor, appointment_id: Any) -> am.Appointment:
+    """One of the patient's own appointments (404 otherwise, audited)."""
+    pk = to_int(appointment_id, 0, low=0, high=2**62)
+    found = (
+        A.objects.filter(pk=pk, patient_id=actor.patient_id, organisation_id=actor.organisation_id)
+        .select_related("patient", "slot", "department", "doctor")
+        .first()
+    )
+    if found is None:
+        actor.audit(
+            "appointment.read",
+            outcome="denied",
+            object_type="appointments.appointment",
+            object_id=pk,
+            detail={"reason": "scope"},
+        )
+        raise NotFound()
+    return found
+
+
+def book_for_patient(
+    actor: PortalActor, slot_id: Any, *, reason: str = "", idempotency_key: str = ""
+) -> Booking:
+    """The signed-in patient books a revisit in a slot of one of their departments. With an
+    idempotency key (the booking form carries one), a repeated submit answers with the first
+    booking."""
+    reason = (reason or "").strip()
+    if len(reason) > 500:
+        raise ValidationFailed(details={"reason": [str(_("At most 500 characters."))]})
+    source_key = None
+    if idempotency_key:
+        key = idempotency_key.strip()
+        if not key or len(key) > 100 or not key.isprintable():
+            raise ValidationFailed(
+                details={"Idempotency-Key": [str(_("Use a key of 1 to 100 printable characters."))]}
+            )
+        source_key = f"idem:{actor.organisation_id}:patient:{actor.patient_id}:{key}"
+    kind = A.Kind.REVISIT
+    digest = _digest(actor.patient_id, str(slot_id), kind, reason) if source_key else ""
+
+    def fetch(pk: int) -> am.Appointment:
+        return own_appointment(actor, pk)
+
+    if source_key:
+        replay = _replay(source_key, digest, fetch)
+        if replay is not None:
+            return replay
+    patient = pm.Patient.objects.get(pk=actor.patient_id, organisation_id=actor.organisation_id)
+    slot = own_slot(actor, slot_id)
+    return _place(
+        patient,
+        slot,
+        kind=kind,
+        reason=reason,
+        source_key=source_key,
+        digest=digest,
+        by=None,
+        record=_patient_recorder(actor),
+        fetch=fetch,
+    )
+
+
+def reschedule_for_patient(
+    actor: PortalActor, appointment_id: Any, new_slot_id: Any, expected_version: Any
+) -> am.Appointment:
+    """The patient moves their own booked appointment to another slot of their departments."""
+    expected = _version(expected_version)
+    current = own_appointment(actor, appointment_id)
+    slot = own_slot(actor, new_slot_id)
+    return _move(current, slot, expected, by=None, record=_patient_recorder(actor))
+
+
+def cancel_for_patient(
+    actor: PortalActor, appointment_id: Any, reason: str = "", expected_version: Any = None
+) -> am.Appointment:
+    """The patient cancels their own booked appointment."""
+    reason = _check_cancel_reason(reason)
+    current = own_appointment(actor, appointment_id)
+    return _cancel(current, reason, expected_version, by=None, record=_patient_recorder(actor))
 
 
 # --- the queue --------------------------------------------------------------------------------
@@ -822,4 +1028,10 @@ def record_call_result(
             obj=result,
             detail={"outcome": outcome, "reason": remove_reason},
         )
+        if remove_reason == am.CallResult.RemoveReason.DIED and not patient.deceased_on:
+            # "Died" marks the patient dead (metrics.md) through the patient record, which is
+            # audited and cancels the patient's pending reminders like any recorded death.
+            patient_services.update_patient(
+                actor, patient.pk, {"deceased_on": today.isoformat()}, patient.version
+            )
     return result

@@ -402,7 +402,9 @@ def recompute(enrolment: cm.Enrolment, *, now: datetime | None = None) -> int:
             return 0
         reminder_services.drop_future(locked.pk, now)
         end = max(locked.materialised_until or now, horizon_end(locked.organisation_id, now))
-        return materialise(locked, start=now, end=end)
+        made = materialise(locked, start=now, end=end)
+        sync_expectations(locked.patient_id)
+        return made
 
 
 def _has_consentable_channel(patient: pm.Patient) -> bool:
@@ -494,6 +496,7 @@ def _create(
                 enrolled_by=user,
             )
             materialise(enrolment, start=now, end=horizon_end(patient.organisation_id, now))
+            sync_expectations(patient.pk)
     except IntegrityError as exc:
         raise Conflict(_("The patient is already enrolled in this plan.")) from exc
     return enrolment
@@ -536,6 +539,7 @@ def end_enrolment(
         locked.version += 1
         locked.save()
         cancelled = reminder_services.cancel_pending(locked.pk, "enrolment_ended")
+        sync_expectations(locked.patient_id)
         audit.record(
             actor,
             "careplan.end",
@@ -792,3 +796,39 @@ def set_preferences(
             ):
                 recompute(enrolment)
     return pref
+
+
+def daily_measurements(patient_id: int) -> dict[str, datetime]:
+    """Readings the patient's active plans ask for every day (observation kind → since when)."""
+    from careloop.observations import domain as observation_domain
+
+    wanted: dict[str, datetime] = {}
+    enrolments = cm.Enrolment.objects.filter(
+        patient_id=patient_id, status=cm.Enrolment.Status.ACTIVE
+    ).select_related("patient")
+    for enrolment in enrolments:
+        tz = domain.zone(enrolment.patient.time_zone)
+        since = datetime.combine(enrolment.starts_on, datetime.min.time(), tzinfo=tz)
+        activities = cm.PlanActivity.objects.filter(
+            template_id=enrolment.template_id, kind=cm.ActivityKind.MEASUREMENT
+        )
+        for activity in activities:
+            if (enrolment.adjustments or {}).get(activity.code, {}).get("off"):
+                continue
+            rule = str((activity.schedule or {}).get("rrule", "")).upper()
+            if "FREQ=DAILY" not in rule or "INTERVAL=" in rule:
+                continue
+            try:
+                kind = observation_domain.resolve_kind(activity.measurement)[0]
+            except observation_domain.Problem:
+                continue
+            if kind not in wanted or since < wanted[kind]:
+                wanted[kind] = since
+    return wanted
+
+
+def sync_expectations(patient_id: int) -> None:
+    """Tell the readings side which daily readings to expect (absence alerts)."""
+    from careloop.observations import services as observation_services
+
+    observation_services.set_expectations(patient_id, daily_measurements(patient_id))

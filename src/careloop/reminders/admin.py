@@ -32,6 +32,7 @@ KINDS: list[tuple[str, Any]] = [
     *ActivityKind.choices,
     ("appointment", gettext_lazy("Appointment")),
     ("queue", gettext_lazy("Queue call")),
+    ("message", gettext_lazy("Message from the care team")),
 ]
 
 

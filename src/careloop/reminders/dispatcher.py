@@ -143,6 +143,7 @@ class Context:
     prefs: dict[int, cm.ReminderPreference] = field(default_factory=dict)
     consents: dict[int, dict[tuple[str, str], bool]] = field(default_factory=dict)
     phones: dict[int, str] = field(default_factory=dict)
+    push: dict[int, str] = field(default_factory=dict)  # the portal's newest push subscription
     activities: dict[tuple[int, str], cm.PlanActivity] = field(default_factory=dict)
     enrolments: dict[int, cm.Enrolment] = field(default_factory=dict)
     sent_today: dict[int, list[datetime]] = field(default_factory=dict)
@@ -192,6 +193,9 @@ def load_context(occs: Sequence[rm.Occurrence], now: datetime) -> Context:
         "-position", "-id"
     ):
         ctx.phones[phone.patient_id] = phone.number  # the lowest position wins
+    from careloop.portal.services import push_addresses
+
+    ctx.push = push_addresses(patient_ids)
     enrolment_ids = {o.enrolment_id for o in occs if o.enrolment_id}
     for e in cm.Enrolment.objects.filter(pk__in=enrolment_ids):
         ctx.enrolments[e.pk] = e
@@ -265,6 +269,8 @@ def _address(occ: rm.Occurrence, channel: str, ctx: Context) -> str:
     if channel == ChannelKind.PUSH:
         import json
 
+        if occ.patient_id in ctx.push:  # subscribed from the patient's portal
+            return ctx.push[occ.patient_id]
         return json.dumps(pref.push_subscription) if pref and pref.push_subscription else ""
     if channel == ChannelKind.OUTBOX:
         return str(occ.patient_id)
@@ -1020,15 +1026,46 @@ class Dispatcher:
     """The reminder loop of ``careloop worker`` (and of ``make run``'s in-process worker)."""
 
     def __init__(
-        self, *, batch: int = 200, interval: float = 1.0, top_up_every: float = 300.0
+        self,
+        *,
+        batch: int = 200,
+        interval: float = 1.0,
+        top_up_every: float = 300.0,
+        sweep_every: float = 60.0,
+        notify_every: float = 10.0,
     ) -> None:
         self.worker = new_worker_id()
         self.batch = batch
         self.interval = interval
         self.top_up_every = top_up_every
+        self.sweep_every = sweep_every
+        self.notify_every = notify_every
         self.stop = threading.Event()
         self.total = Stats()
         self._last_top_up = 0.0
+        self._last_sweep = 0.0
+        self._last_notify = 0.0
+
+    def alert_jobs(self) -> None:
+        """The alerts' periodic work: the absence and missed-dose sweeps and escalation every
+        minute; staff notifications as soon as someone queued one in this process
+        (``sending.wake``), and every few seconds for those queued by other processes or due
+        for a retry."""
+        from careloop.alerts import sending, sweeps
+
+        if _time.monotonic() - self._last_sweep > self.sweep_every:
+            self._last_sweep = _time.monotonic()
+            for job in (sweeps.absence, sweeps.missed_doses, sweeps.escalate):
+                try:
+                    job()
+                except Exception:
+                    log.exception("alert sweep %s failed; will try again", job.__name__)
+        if sending.woken() or _time.monotonic() - self._last_notify > self.notify_every:
+            self._last_notify = _time.monotonic()
+            try:
+                sending.send_pending()
+            except Exception:
+                log.exception("sending staff notifications failed; will try again")
 
     def tick(self) -> Stats:
         from careloop.careplans import services as plan_services
@@ -1045,6 +1082,13 @@ class Dispatcher:
                 appointment_services.periodic()
             except Exception:
                 log.exception("opening slots / marking no-shows failed; will try again")
+            try:
+                from careloop.education import services as education_services
+
+                education_services.periodic()  # the daily stage push (runs once a day)
+            except Exception:
+                log.exception("pushing education by plan stage failed; will try again")
+        self.alert_jobs()
         stats = run_once(self.worker, limit=self.batch)
         self.total.add(stats)
         return stats

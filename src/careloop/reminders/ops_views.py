@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from careloop.accounts.actor import Actor
 from careloop.accounts.roles import Action
+from careloop.alerts import sending as alert_sending
 from careloop.audit import services as audit
 from careloop.careplans.models import ActivityKind
 from careloop.channels.models import KIND_CHOICES
@@ -105,6 +106,8 @@ def live_context(actor: Actor) -> dict[str, Any]:
             }
             for d in dead
         ],
+        # Urgent-alert messages to staff that could not be sent (careloop.alerts.sending).
+        "staff_failed": alert_sending.failed(actor.organisation_id or 0),
     }
 
 

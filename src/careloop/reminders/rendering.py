@@ -51,6 +51,7 @@ def default_body(kind: str, language: str) -> str:
             "queue": _(
                 "{clinic}: {name}, your turn is near. Please come to the consulting room: {link}"
             ),
+            "message": _("{clinic}: {name}, you have a new message from your care team: {link}"),
         }
         return bodies.get(kind) or _("{clinic}: {name}, you have a new reminder: {link}")
 

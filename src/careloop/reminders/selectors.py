@@ -309,3 +309,30 @@ def patient_occurrences(
     if status:
         qs = qs.filter(status=status)
     return qs.order_by("due_at", "id")
+
+
+def intake_history(patient_ids: list[int]) -> list[tuple[int, Any, str, int]]:
+    """(patient, time, status, id) of every dose answer, for the rule engine (system use)."""
+    return list(
+        rm.IntakeEvent.objects.filter(patient_id__in=patient_ids).values_list(
+            "patient_id", "recorded_at", "status", "id"
+        )
+    )
+
+
+def intake_patients(organisation_id: int) -> list[int]:
+    return list(
+        rm.IntakeEvent.objects.filter(organisation_id=organisation_id)
+        .values_list("patient_id", flat=True)
+        .distinct()
+    )
+
+
+def unanswered_doses(*, before: datetime, since: datetime) -> list[tuple[int, int, int, Any, str]]:
+    """(occurrence, organisation, patient, due, zone) of dose reminders due in [since, before)
+    that the patient never answered (system use: the missed-dose sweep)."""
+    return list(
+        rm.Occurrence.objects.filter(kind="medication", due_at__gte=since, due_at__lt=before)
+        .exclude(status__in=[S.ACKNOWLEDGED, S.CANCELLED, S.SKIPPED])
+        .values_list("pk", "organisation_id", "patient_id", "due_at", "time_zone")
+    )

@@ -282,6 +282,22 @@ def by_token(token: str, *, now: datetime | None = None) -> rm.Occurrence:
     return occ
 
 
+def _feed_rules(occ: rm.Occurrence, intake_event: rm.IntakeEvent) -> None:
+    """A dose answer is an event for the adherence rules (e.g. three missed doses in a week)."""
+    from careloop.alerts import evaluation
+
+    evaluation.on_event(
+        occ.organisation_id,
+        occ.patient_id,
+        kind="dose",
+        at=intake_event.recorded_at,
+        zone=occ.time_zone,
+        value=0.0 if intake_event.status == "skipped" else 1.0,
+        context=intake_event.status,
+        ref=intake_event.pk,
+    )
+
+
 def acknowledge(
     occ_id: int,
     *,
@@ -316,7 +332,7 @@ def acknowledge(
         if occ.kind == "medication":
             late = at - occ.due_at > timedelta(hours=2)
             status = "skipped" if intake == "skipped" else ("late" if late else "taken")
-            rm.IntakeEvent.objects.get_or_create(
+            intake_event, created = rm.IntakeEvent.objects.get_or_create(
                 occurrence=occ,
                 defaults={
                     "organisation_id": occ.organisation_id,
@@ -329,6 +345,8 @@ def acknowledge(
                     "source": source[:20],
                 },
             )
+            if created:
+                _feed_rules(occ, intake_event)
         if actor is not None:
             audit.record(
                 actor,
