@@ -119,10 +119,14 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return error(request, exc.status_code, "error", str(exc))
 
 
+from careloop.alerts.api import router as alerts_router  # noqa: E402
 from careloop.appointments.api import router as appointments_router  # noqa: E402
 from careloop.audit.api import router as audit_router  # noqa: E402
 from careloop.careplans.api import router as careplans_router  # noqa: E402
+from careloop.messaging.api import router as messaging_router  # noqa: E402
+from careloop.observations.api import router as observations_router  # noqa: E402
 from careloop.patients.api import router as patients_router  # noqa: E402
+from careloop.questionnaires.api import router as questionnaires_router  # noqa: E402
 from careloop.reminders.api import router as reminders_router  # noqa: E402
 
 api.add_router("/patients", patients_router)
@@ -131,6 +135,14 @@ api.add_router("/audit", audit_router)
 api.add_router("", careplans_router)
 api.add_router("", reminders_router)
 api.add_router("/appointments", appointments_router)
+# The worklist and alerts name their paths in full (/worklist, /alerts, /patients/{id}/...).
+api.add_router("", alerts_router)
+# Readings: /observations, /observations/batch and /patients/{id}/observations|symptoms|...
+api.add_router("", observations_router)
+# The staff inbox: /messages, /messages/{id}, .../reply|assign|close.
+api.add_router("", messaging_router)
+# Questionnaires: /questionnaires, /questionnaires/assignments, .../patients/{id}/responses.
+api.add_router("", questionnaires_router)
 
 
 @api.get("/me", tags=["me"], summary="The token's user, role and departments")

@@ -9,6 +9,7 @@ COMMANDS = {
     "serve": "start the web server (and, with --with-worker, the background worker)",
     "worker": "run the background worker: sends due reminders and runs queued jobs",
     "plans": "care plan tools: `careloop plans load|list|apply-rules`",
+    "rules": "alert rule tools: `careloop rules list|check FILE|recompute|sweep`",
     "appointments": "appointment upkeep: `careloop appointments slots|sweep|all`",
     "migrate": "create or upgrade the database tables",
     "demo": "load a reproducible synthetic organisation with staff and patients",
@@ -18,7 +19,12 @@ COMMANDS = {
     "keys": "encryption key tools: `careloop keys rotate`",
     "bench": "run a named benchmark workload and write JSON results",
     "check": "check the configuration and the database for problems",
+    "import-readings": "read a file of readings: `careloop import-readings PATH --format ...`",
+    "portal": "patient portal tools: `careloop portal invite --patient ID`",
+    "questionnaires": "load or list the shipped questionnaires: `careloop questionnaires load`",
 }
+# Commands whose name has a dash, and the Django command that runs them.
+COMMAND_MODULES = {"import-readings": "import_readings"}
 
 
 def usage() -> str:
@@ -45,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(["careloop", *args])
+    execute_from_command_line(["careloop", COMMAND_MODULES.get(args[0], args[0]), *args[1:]])
 
 
 if __name__ == "__main__":

@@ -105,8 +105,14 @@ INSTALLED_APPS = [
     "careloop.careplans",
     "careloop.channels",
     "careloop.reminders",
+    "careloop.observations",
     "careloop.alerts",
     "careloop.appointments",
+    "careloop.portal",
+    "careloop.messaging",
+    "careloop.questionnaires",
+    "careloop.education",
+    "careloop.engagement",
     "careloop.web",
 ]
 
@@ -223,6 +229,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 MEDIA_ROOT = VAR_DIR / "uploads"
 MAX_UPLOAD_BYTES = int(env("MAX_UPLOAD_BYTES") or 10 * 1024 * 1024)
+# Files of readings (CSV, device exports, an Apple Health export.zip) uploaded on the import page;
+# larger ones go through `careloop import-readings` (`careloop serve` takes bodies up to 64 MB).
+IMPORT_MAX_BYTES = int(env("IMPORT_MAX_BYTES") or 60 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("MAX_BODY_BYTES") or 2 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000

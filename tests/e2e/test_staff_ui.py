@@ -40,7 +40,7 @@ def allergy(patient: Any, substance: str) -> Any:
 
 
 class TestSignIn:
-    def test_wrong_password_is_refused_and_the_right_one_opens_the_patient_list(
+    def test_wrong_password_is_refused_and_the_right_one_opens_the_worklist(
         self, page: Any, rich_patient: Any
     ) -> None:
         login(page, "nurse.cardiology", "not-the-password")
@@ -52,8 +52,9 @@ class TestSignIn:
         expect(page.locator("input[name=password]")).to_have_value("")
 
         login(page, "nurse.cardiology")
-        expect(page).to_have_url(re.compile(r"/patients/$"))
-        expect(page.locator("h1")).to_have_text("患者")
+        expect(page).to_have_url(re.compile(r"/worklist/$"))
+        expect(page.locator("h1")).to_have_text("今日工作")
+        page.locator("nav a[href='/patients/']").click()
         expect(page.locator("[data-testid=patient-link]")).to_have_text([rich_patient.name])
 
 
@@ -200,13 +201,15 @@ class TestLanguage:
         page.goto("/login/")
         expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
         login(page, "nurse.cardiology")
-        expect(page.locator("h1")).to_have_text("患者")
+        expect(page.locator("h1")).to_have_text("今日工作")
 
         page.locator("[data-testid=switch-language]").click()
-        expect(page).to_have_url(re.compile(r"/patients/$"))
+        expect(page).to_have_url(re.compile(r"/worklist/$"))
         expect(page.locator("html")).to_have_attribute("lang", "en")
-        expect(page.locator("h1")).to_have_text("Patients")
+        expect(page.locator("h1")).to_have_text("My work today")
 
+        page.goto("/patients/")
+        expect(page.locator("h1")).to_have_text("Patients")
         page.locator("[data-testid=patient-link]").click()
         expect(page.locator("[data-tab=timeline]")).to_have_text("Timeline")
         expect(banner(page)).to_contain_text("Allergies")
@@ -221,7 +224,7 @@ class TestLanguage:
         expect(other.locator("html")).to_have_attribute("lang", "zh-CN")
         expect(other.locator("h1")).to_contain_text("登录")
         login(other, "nurse.cardiology")
-        expect(other.locator("h1")).to_have_text("Patients")
+        expect(other.locator("h1")).to_have_text("My work today")
         other.goto(f"/patients/{rich_patient.pk}/")
         expect(other.locator("[data-tab=history]")).to_have_text("History")
 

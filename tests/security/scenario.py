@@ -26,6 +26,7 @@ from careloop.patients.records import KINDS
 from careloop.patients.views import TABS
 from careloop.web import access
 from tests.conftest import PASSWORD, World, patient_data
+from tests.portal.client import PortalUser, portal_client
 
 # One user per role, all in (or over) the cardiology department; None is an anonymous visitor.
 ROLE_USERS: dict[str, str | None] = {
@@ -34,8 +35,10 @@ ROLE_USERS: dict[str, str | None] = {
     "doctor": "doctor.cardiology",
     "nurse": "nurse.cardiology",
     "auditor": "auditor",
+    "patient": "portal:patient",  # a portal session of the scene's patient
     "anonymous": None,
 }
+PORTAL_USER = "portal:patient"
 
 PDF = b"%PDF-1.4\n% CareLoop test report\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 
@@ -176,7 +179,14 @@ class Scene:
     rows: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # objects added by SCENE_EXTENSIONS
 
-    def user(self, username: str) -> Staff:
+    def nurse(self) -> Any:
+        """An Actor for the nurse of the scene patient's department."""
+        code = self.patient.department_links.first().department.code  # type: ignore[union-attr]
+        return self.world.actor(f"nurse.{code}")
+
+    def user(self, username: str) -> Any:
+        if username == PORTAL_USER:
+            return PortalUser()
         return Staff.objects.get(username=username)
 
 
@@ -262,6 +272,15 @@ SCENE_EXTENSIONS = [
     "tests.reminders.scene",
     "tests.careplans.scene",
     "tests.channels.scene",
+    "tests.observations.scene",
+    "tests.observations.import_scene",
+    "tests.alerts.scene",
+    "tests.messaging.scene",
+    "tests.education.scene",
+    "tests.engagement.scene",
+    "tests.questionnaires.scene",
+    "tests.portal.scene",
+    "tests.portal.today_scene",
 ]
 
 
@@ -384,6 +403,8 @@ def api_body(route: Route, scene: Scene) -> tuple[dict[str, Any] | None, dict[st
 
 def client_for(username: str | None, **kwargs: Any) -> Client:
     client = Client(HTTP_ACCEPT_LANGUAGE="en", **kwargs)
+    if username == PORTAL_USER:
+        raise ValueError("a portal client needs its patient: use portal_client(patient)")
     if username:
         client.force_login(Staff.objects.get(username=username))
     return client
@@ -398,6 +419,9 @@ def perform(
     token: str | None = None,
 ) -> HttpResponse:
     """Make the route's request as a user (None: anonymous) with valid input."""
+    if username == PORTAL_USER:
+        client = client or portal_client(scene.patient)
+        username = None  # no staff session and no API token
     if route.transport == "page":
         client = client or client_for(username)
         url = page_url(route, scene)

@@ -76,7 +76,7 @@ class TestEveryRouteHasARule:
     def test_every_role_has_a_user_in_the_matrix(self) -> None:
         from careloop.accounts.roles import Role
 
-        assert set(ROLE_USERS) == {r.value for r in Role} | {"anonymous"}
+        assert set(ROLE_USERS) == {r.value for r in Role} | {"anonymous", "patient"}
 
 
 CASES = [
@@ -101,10 +101,15 @@ def test_route_answers_each_role_as_its_rule_says(route: Route, role: str, scene
         assert status == 403, shown  # no session stands in for the provider's signature
     elif access.permits(rule, user):
         assert 200 <= status < 400, shown
-    elif username is None and route.transport == "api":
+    elif rule == access.PATIENT:
+        # Staff sessions and anonymous visitors are sent to the portal's own sign-in page.
+        assert status == 302, shown
+        assert response["Location"].startswith(reverse("portal:sign_in")), shown
+    elif (username is None or role == "patient") and route.transport == "api":
         assert status == 401, shown
         assert response.json()["code"] == "unauthenticated"
-    elif username is None:
+    elif username is None or role == "patient":
+        # A portal session is no staff sign-in: staff pages ask for the staff login.
         assert status == 302, shown
         assert response["Location"].startswith(reverse("login")), shown
     else:
@@ -114,7 +119,7 @@ def test_route_answers_each_role_as_its_rule_says(route: Route, role: str, scene
 class TestDjangoAdmin:
     """admin:* is Django's own: staff accounts reach it, everyone else is sent to its login."""
 
-    @pytest.mark.parametrize("role", list(ROLE_USERS))
+    @pytest.mark.parametrize("role", [r for r in ROLE_USERS if r != "patient"])
     def test_admin_index(self, role: str, world: Any) -> None:
         username = ROLE_USERS[role]
         user = world.staff[username] if username else AnonymousUser()

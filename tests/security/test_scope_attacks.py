@@ -436,7 +436,10 @@ class TestOrgAdminCannotWriteClinicalRows:
         response = perform(route, scene, "admin")
         assert response.status_code == 403
         assert db_state() == before
-        assert denied("admin", scene.patient.pk)
+        if route.has_patient:
+            assert denied("admin", scene.patient.pk)
+        else:  # a clinical library (education content): refused and audited, no patient
+            assert AuditEvent.objects.filter(actor="admin", outcome="denied").exists()
 
     def test_but_can_record_consent(self, scene: Scene, api: Any) -> None:
         body = record_sample("consents", scene.world)

@@ -21,6 +21,7 @@ from careloop.appointments import services as appointment_services
 from careloop.careplans import services as plan_services
 from careloop.channels.models import ChannelConfig
 from careloop.demo import people
+from careloop.demo import readings as demo_readings
 from careloop.kit.clock import utc_now
 from careloop.kit.errors import Conflict
 from careloop.patients import models as pm
@@ -156,8 +157,53 @@ def build(patients: int = 200, seed: int = 7) -> DemoResult:
     plan_services.install_default_rules(org)
     for patient in pm.Patient.objects.filter(organisation=org):
         plan_services.apply_rules(patient)
+    # Home readings come after the plans, so that the rules see the patients as enrolled.
+    demo_readings.on_call_rota(org)
+    demo_readings.add_readings(org, seed)
+    demo_readings.missed_follow_ups(org, seed)
     _clinics(rng, depts, staff, actors)
+    _portal_content(org, seed, staff, result)
     return result
+
+
+def _portal_content(
+    org: Organisation, seed: int, staff: dict[str, Staff], result: DemoResult
+) -> None:
+    """What the patient portal shows: the education library, rewards and communities, and for
+    the example patient a questionnaire to answer and a conversation with the care team."""
+    from careloop.education import demo as education_demo
+    from careloop.engagement import demo as engagement_demo
+    from careloop.messaging import services as messaging
+    from careloop.portal.context import PortalActor
+    from careloop.questionnaires import models as questionnaire_models
+    from careloop.questionnaires import services as questionnaires
+
+    education_demo.build(org, seed)
+    engagement_demo.build(org, seed)
+    if not result.example.get("patient_id"):
+        return
+    patient_id = int(result.example["patient_id"])
+    doctor = Actor(user=staff["doctor.cardiology"], source="demo", channel="demo")
+    nurse = Actor(user=staff["nurse.cardiology"], source="demo", channel="demo")
+    satisfaction = questionnaire_models.Questionnaire.objects.filter(
+        instrument="satisfaction", status="active"
+    ).first()
+    if satisfaction is not None:
+        questionnaires.assign(
+            doctor, patient_id=patient_id, questionnaire_id=satisfaction.pk, notify=False
+        )
+    patient = PortalActor(patient_id=patient_id, organisation_id=org.pk, session_id=0,
+                          source="demo")  # fmt: skip
+    sent = messaging.start_thread(
+        patient,
+        subject="降压药的服用时间",
+        body="医生您好，早上的降压药可以晚饭后再吃吗？",
+    )
+    messaging.reply(
+        nurse,
+        sent.message.thread_id,
+        body="您好，请尽量每天同一时间服用，早上服用更好。如有头晕请及时告诉我们。",
+    )
 
 
 def _clinics(
@@ -323,6 +369,7 @@ def _one_patient(
         if not result.example and home == "cardiology":
             # The patient the printed hint points to has an allergy to look at and edit.
             result.example = {"name": patient.name, "tail": phones[0][-4:], "department": "心内科"}
+            result.example["patient_id"] = str(patient.pk)
     if rng.random() < 0.5:
         relation, disease = rng.choice(FAMILY)
         patient_services.add_record(

@@ -36,6 +36,8 @@ TABS = [
     "reports",
     "consents",
     "careplans",
+    "vitals",
+    "alerts",
     "timeline",
 ]
 TAB_KINDS = {
@@ -228,6 +230,8 @@ def _tab_labels() -> list[tuple[str, str]]:
         ("reports", _("Reports")),
         ("consents", _("Consents")),
         ("careplans", _("Care plans")),
+        ("vitals", _("Vitals")),
+        ("alerts", _("Alerts")),
         ("timeline", _("Timeline")),
     ]
 
@@ -252,6 +256,12 @@ def _tab_context(actor: Actor, patient: m.Patient, tab: str) -> dict[str, Any]:
         return {"events": events}
     if tab == "careplans":
         return careplan_views.patient_tab_context(actor, patient)
+    if tab in ("vitals", "alerts"):
+        from careloop.observations import views as observation_views
+
+        if tab == "vitals":
+            return observation_views.vitals_tab_context(actor, patient)
+        return observation_views.alerts_tab_context(actor, patient)
     sections = []
     for key in TAB_KINDS[tab]:
         kind = KINDS[key]

@@ -8,6 +8,9 @@ Pages are keyed by URL name (``patients:detail``), API operations by ``METHOD pa
 - ``ADMIN_SITE``: Django's admin, which applies its own checks (is_staff, model permissions);
 - ``NOTHING``: serves nothing to anyone (answers 404);
 - ``SIGNED``: provider callbacks, applied only with the provider's signature or token (else 403);
+- ``PATIENT``: a patient (or a caregiver with proxy access) signed in to the portal; every
+  portal page shows only that patient's own record, anything else answers 404. Staff sessions
+  grant nothing here, and a portal session grants nothing on staff pages;
 - a tuple of ``Action``: the user's role must allow every one of them.
 
 Pages whose ``<kind>`` path parameter picks a kind of record carry one requirement per kind.
@@ -31,6 +34,8 @@ NOTHING = "nothing"
 # Anyone may call, but only a request carrying the provider's own signature or token is applied;
 # a session grants nothing (provider callbacks). Unsigned requests answer 403.
 SIGNED = "signed"
+# A portal sign-in (patient or caregiver by proxy); others are sent to the portal sign-in page.
+PATIENT = "patient"
 
 Requirement = str | tuple[Action, ...]
 
@@ -80,6 +85,120 @@ PAGES: dict[str, Page] = {
     "language": Page(PUBLIC, _POST),
     # Provider callbacks: signed or token-checked by the channel, no session.
     "channels:callback": Page(SIGNED, _GET_POST),
+    # --- the patient portal: sign-in, shell (manifest, service worker), me -------------------
+    # Signing in is public (the SMS code or the single-use link is the credential).
+    "portal:sign_in": Page(PUBLIC, _GET_POST),
+    "portal:sign_in_code": Page(PUBLIC, _GET_POST),
+    "portal:sign_in_choose": Page(PUBLIC, _GET_POST),
+    "portal:invitation": Page(PUBLIC, _GET_POST),
+    "portal:sign_out": Page(PUBLIC, _POST),
+    "portal:manifest": Page(PUBLIC),
+    "portal:service_worker": Page(PUBLIC),
+    "portal:me": Page(PATIENT),
+    "portal:elder_mode": Page(PATIENT, _POST),
+    "portal:family_grant": Page(PATIENT, _POST),
+    "portal:family_revoke": Page(PATIENT, _POST),
+    "portal:family_notify": Page(PATIENT, _POST),
+    "portal:push_subscribe": Page(PATIENT, _POST),
+    "portal:push_unsubscribe": Page(PATIENT, _POST),
+    # Staff: invitation links and ending sessions change how the patient reaches their record;
+    # family access is recorded with the patient's consent.
+    "portal_staff:panel": Page((A.PATIENT_VIEW, A.PATIENT_UPDATE)),
+    "portal_staff:invite": Page((A.PATIENT_VIEW, A.PATIENT_UPDATE), _POST),
+    "portal_staff:revoke_sessions": Page((A.PATIENT_VIEW, A.PATIENT_UPDATE), _POST),
+    "portal_staff:proxy_grant": Page((A.PATIENT_VIEW, A.PATIENT_UPDATE, A.CONSENT_WRITE), _POST),
+    "portal_staff:proxy_revoke": Page((A.PATIENT_VIEW, A.PATIENT_UPDATE, A.CONSENT_WRITE), _POST),
+    # --- the patient portal: today, history, plan, care team, appointments ------------------
+    "portal:today": Page(PATIENT),
+    "portal:dose": Page(PATIENT, _POST),
+    "portal:reading": Page(PATIENT, _POST),
+    "portal:appointments": Page(PATIENT),
+    "portal:appointment_book": Page(PATIENT, _GET_POST),
+    "portal:appointment_reschedule": Page(PATIENT, _GET_POST),
+    "portal:appointment_cancel": Page(PATIENT, _GET_POST),
+    "portal:history": Page(PATIENT),
+    "portal:plan": Page(PATIENT),
+    "portal:team": Page(PATIENT),
+    # --- messaging: portal threads and the staff inbox ---------------------------------------
+    "portal:messages": Page(PATIENT, _GET_POST),
+    "portal:thread": Page(PATIENT),
+    "portal:message_send": Page(PATIENT, _POST),
+    "portal:attachment": Page(PATIENT),
+    # The inbox names patients and shows their messages; answering is a clinical write.
+    "messaging:inbox": Page(_CLINICAL_VIEW),
+    "messaging:thread": Page(_CLINICAL_VIEW),
+    "messaging:attachment": Page(_CLINICAL_VIEW),
+    "messaging:patient": Page(_CLINICAL_VIEW),
+    "messaging:reply": Page((*_CLINICAL_VIEW, A.CLINICAL_WRITE), _POST),
+    "messaging:assign": Page((*_CLINICAL_VIEW, A.CLINICAL_WRITE), _POST),
+    "messaging:close": Page((*_CLINICAL_VIEW, A.CLINICAL_WRITE), _POST),
+    "messaging:reopen": Page((*_CLINICAL_VIEW, A.CLINICAL_WRITE), _POST),
+    # --- questionnaires: portal answering and staff management -------------------------------
+    "portal:questionnaires": Page(PATIENT),
+    "portal:questionnaire_answer": Page(PATIENT, _GET_POST),
+    "portal:questionnaire_result": Page(PATIENT),
+    # The library holds no patient data; importing and retiring shape what the organisation
+    # sends, an administrator's job. Responses are clinical data; sending one is a clinical act.
+    "questionnaires:library": Page((A.CLINICAL_VIEW,)),
+    "questionnaires:detail": Page((A.CLINICAL_VIEW,)),
+    "questionnaires:import": Page((A.ORG_MANAGE,), _GET_POST),
+    "questionnaires:status": Page((A.ORG_MANAGE,), _POST),
+    "questionnaires:patient": Page(_CLINICAL_VIEW),
+    "questionnaires:patient_section": Page(_CLINICAL_VIEW),
+    "questionnaires:send": Page((*_VIEW, A.CLINICAL_WRITE), _POST),
+    "questionnaires:response": Page(_CLINICAL_VIEW),
+    # --- education: portal library and staff content management -----------------------------
+    "portal:learn": Page(PATIENT),
+    "portal:learn_item": Page(PATIENT),
+    "portal:learn_progress": Page(PATIENT, _POST),
+    "portal:learn_video": Page(PATIENT),
+    "portal:learn_summary": Page(PATIENT),
+    # The library names no patient: reading it is clinical, writing and publishing a clinical
+    # write. Visit summaries are a patient's record.
+    "education:list": Page((A.CLINICAL_VIEW,)),
+    "education:detail": Page((A.CLINICAL_VIEW,)),
+    "education:video": Page((A.CLINICAL_VIEW,)),
+    "education:create": Page((A.CLINICAL_WRITE,), _GET_POST),
+    "education:edit": Page((A.CLINICAL_VIEW, A.CLINICAL_WRITE), _GET_POST),
+    "education:publish": Page((A.CLINICAL_VIEW, A.CLINICAL_WRITE), _GET_POST),
+    "education:unpublish": Page((A.CLINICAL_VIEW, A.CLINICAL_WRITE), _GET_POST),
+    "education:summaries": Page(_CLINICAL_VIEW),
+    "education:summary": Page(_CLINICAL_VIEW),
+    "education:summary_generate": Page((*_CLINICAL_VIEW, A.CLINICAL_WRITE), _POST),
+    # --- engagement: points, rewards, leaderboard, community --------------------------------
+    "portal:rewards": Page(PATIENT),
+    "portal:check_in": Page(PATIENT, _POST),
+    "portal:redeem": Page(PATIENT, _GET_POST),
+    "portal:redemption": Page(PATIENT),
+    "portal:redemption_cancel": Page(PATIENT, _POST),
+    "portal:leaderboard": Page(PATIENT, _GET_POST),
+    "portal:community": Page(PATIENT),
+    "portal:community_detail": Page(PATIENT),
+    "portal:community_join": Page(PATIENT, _POST),
+    "portal:community_leave": Page(PATIENT, _POST),
+    "portal:post_create": Page(PATIENT, _POST),
+    "portal:post": Page(PATIENT),
+    "portal:post_reply": Page(PATIENT, _POST),
+    "portal:post_edit": Page(PATIENT, _GET_POST),
+    "portal:post_report": Page(PATIENT, _POST),
+    "portal:expert_session": Page(PATIENT, _GET_POST),
+    # Staff: moderators (who work the task lists) run the community and its expert sessions;
+    # organisation admins keep the reward catalogue, point rules and redemptions. These pages
+    # show patients' nicknames and redemption codes only, never names.
+    "engagement:community": Page((A.TASK_WORK,)),
+    "engagement:community_create": Page((A.TASK_WORK,), _GET_POST),
+    "engagement:community_edit": Page((A.TASK_WORK,), _GET_POST),
+    "engagement:post_moderate": Page((A.TASK_WORK,), _POST),
+    "engagement:report_dismiss": Page((A.TASK_WORK,), _POST),
+    "engagement:session_create": Page((A.TASK_WORK,), _GET_POST),
+    "engagement:session": Page((A.TASK_WORK,)),
+    "engagement:answer": Page((A.TASK_WORK,), _POST),
+    "engagement:rewards": Page((A.ORG_MANAGE,), _GET_POST),
+    "engagement:reward_edit": Page((A.ORG_MANAGE,), _GET_POST),
+    "engagement:rules": Page((A.ORG_MANAGE,), _GET_POST),
+    "engagement:redemptions": Page((A.ORG_MANAGE,)),
+    "engagement:redemption_fulfil": Page((A.ORG_MANAGE,), _POST),
+    "engagement:redemption_cancel": Page((A.ORG_MANAGE,), _POST),
     "patients:list": Page((A.PATIENT_SEARCH,)),
     "patients:create": Page((A.PATIENT_CREATE,), _GET_POST),
     # The record page opens on the overview tab, which lists clinical rows.
@@ -137,6 +256,49 @@ PAGES.update(
         "operations:dashboard": Page(_OPERATE),
         "operations:retry": Page(_OPERATE, _POST),
         "operations:dispatch": Page((A.REMINDERS_OPERATE,), _POST),
+    }
+)
+
+# The vitals tab's parts and forms (careloop.observations.views): reading them is clinical;
+# entering readings, symptoms, reactions and personal thresholds is a clinical write.
+_CLINICAL_WRITE = (*_VIEW, A.CLINICAL_WRITE)
+PAGES.update(
+    {
+        "vitals:charts": Page(_CLINICAL_VIEW),
+        "vitals:readings": Page(_CLINICAL_VIEW),
+        "vitals:alerts": Page(_CLINICAL_VIEW),
+        "vitals:reading_create": Page(_CLINICAL_WRITE, _GET_POST),
+        "vitals:symptom_create": Page(_CLINICAL_WRITE, _GET_POST),
+        "vitals:reaction_create": Page(_CLINICAL_WRITE, _GET_POST),
+        "vitals:thresholds": Page(_CLINICAL_WRITE, _GET_POST),
+    }
+)
+
+# The staff worklist and alert pages (careloop.alerts.views): they name patients, so they also
+# need PATIENT_VIEW; recording a call result is the overdue list's action as well.
+_WORK = (A.PATIENT_VIEW, A.TASK_WORK)
+PAGES.update(
+    {
+        "worklist:index": Page(_WORK),
+        "worklist:assign": Page(_WORK, _POST),
+        "worklist:call_result": Page((*_WORK, A.APPOINTMENT_BOOK), _POST),
+        "alerts:list": Page(_WORK),
+        "alerts:detail": Page(_WORK),
+        "alerts:acknowledge": Page(_WORK, _POST),
+        "alerts:resolve": Page(_WORK, _POST),
+        "alerts:dismiss": Page(_WORK, _POST),
+    }
+)
+
+# Reading imports (careloop.observations.import_views): uploading a file of readings is a
+# clinical write; its progress and line report are read by the uploader's department colleagues.
+_IMPORT = (A.PATIENT_VIEW, A.CLINICAL_WRITE)
+PAGES.update(
+    {
+        "imports:list": Page(_CLINICAL_VIEW),
+        "imports:upload": Page(_IMPORT, _POST),
+        "imports:detail": Page(_CLINICAL_VIEW),
+        "imports:problems": Page(_CLINICAL_VIEW),
     }
 )
 
@@ -209,6 +371,55 @@ for _kind, _write in RECORD_WRITE.items():
         }
     )
 
+# The worklist, alerts and personal thresholds (careloop.alerts.api).
+API.update(
+    {
+        "GET /api/worklist": _WORK,
+        "GET /api/alerts": _WORK,
+        "GET /api/alerts/{alert_id}": _WORK,
+        "POST /api/alerts/{alert_id}/acknowledge": _WORK,
+        "POST /api/alerts/{alert_id}/resolve": _WORK,
+        "POST /api/alerts/{alert_id}/dismiss": _WORK,
+        "POST /api/assign": _WORK,
+        f"GET {_ONE}/thresholds": _CLINICAL_VIEW,
+        f"PUT {_ONE}/thresholds": (*_VIEW, A.CLINICAL_WRITE),
+    }
+)
+
+# Readings, adverse drug reactions and the symptom diary (careloop.observations.api).
+API.update(
+    {
+        "POST /api/observations": _IMPORT,
+        "POST /api/observations/batch": _IMPORT,
+        f"GET {_ONE}/observations": _CLINICAL_VIEW,
+        f"GET {_ONE}/adverse-reactions": _CLINICAL_VIEW,
+        f"POST {_ONE}/adverse-reactions": (*_VIEW, A.CLINICAL_WRITE),
+        f"GET {_ONE}/symptoms": _CLINICAL_VIEW,
+        f"POST {_ONE}/symptoms": (*_VIEW, A.CLINICAL_WRITE),
+    }
+)
+
+# The staff inbox (careloop.messaging.api).
+API.update(
+    {
+        "GET /api/messages": _CLINICAL_VIEW,
+        "GET /api/messages/{thread_id}": _CLINICAL_VIEW,
+        "POST /api/messages/{thread_id}/reply": (*_CLINICAL_VIEW, A.CLINICAL_WRITE),
+        "POST /api/messages/{thread_id}/assign": (*_CLINICAL_VIEW, A.CLINICAL_WRITE),
+        "POST /api/messages/{thread_id}/close": (*_CLINICAL_VIEW, A.CLINICAL_WRITE),
+    }
+)
+
+# Questionnaires (careloop.questionnaires.api).
+API.update(
+    {
+        "GET /api/questionnaires": (A.CLINICAL_VIEW,),
+        "POST /api/questionnaires": (A.ORG_MANAGE,),
+        "POST /api/questionnaires/assignments": (*_VIEW, A.CLINICAL_WRITE),
+        "GET /api/questionnaires/patients/{patient_id}/responses": _CLINICAL_VIEW,
+    }
+)
+
 # Actions that concern a patient's record: routes needing one of them handle patient data.
 PATIENT_DATA_ACTIONS = frozenset(
     {
@@ -249,6 +460,8 @@ def permits(requirement: Requirement, user: Any) -> bool:
         return True
     if requirement in (NOTHING, SIGNED):
         return False
+    if requirement == PATIENT:
+        return bool(getattr(user, "is_portal_patient", False))
     if requirement == LOGIN:
         return signed_in
     if requirement == ADMIN_SITE:

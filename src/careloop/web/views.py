@@ -27,6 +27,9 @@ def home(request: HttpRequest) -> HttpResponse:
         getattr(request.user, "role", None), Action.PATIENT_SEARCH
     ):
         return redirect("audit:list")
+    if allowed(getattr(request.user, "role", None), Action.TASK_WORK):
+        # Nurses, doctors and department heads start the day from their worklist.
+        return redirect("worklist:index")
     return redirect("patients:list")
 
 

@@ -14,6 +14,23 @@ from careloop.accounts.models import Organisation
 LOGINS_FILE = "demo-logins.txt"
 
 
+def _portal_lines(example: dict[str, str], host: str) -> list[str]:
+    """A single-use portal sign-in link for the example patient."""
+    from django.urls import reverse
+
+    from careloop.portal import services as portal
+
+    _invitation, token = portal.create_invitation_cli(int(example["patient_id"]))
+    link = host.rstrip("/") + reverse("portal:invitation", args=[token])
+    return [
+        "",
+        f"Patient portal: {link}",
+        f"  (single-use sign-in link for {example['name']}, valid 72 hours; later sign in at "
+        f"{host.rstrip('/')}/portal/sign-in with the phone ending {example['tail']}: "
+        "the SMS code is in var/fake-sms.jsonl)",
+    ]
+
+
 class Command(BaseCommand):
     help = (
         "Build a reproducible demo hospital (cardiology 心内科, endocrinology 内分泌科) with "
@@ -74,6 +91,7 @@ class Command(BaseCommand):
                 f"(last 4 digits of {result.example['name']}'s phone), open the record and "
                 "edit their allergy on the Overview tab (it is also in the red banner).",
             ]
+            lines += _portal_lines(result.example, host)
         text = "\n".join(lines) + "\n"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
