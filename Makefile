@@ -39,7 +39,16 @@ run: install assets
 	$(BIN)/careloop demo --if-empty --patients $(DEMO_PATIENTS) --host http://$(HOST):$(PORT)
 	$(BIN)/careloop serve --with-worker --fake-providers --host $(HOST) --port $(PORT)
 
-test: install assets test-sqlite test-postgres
+# With PostgreSQL configured, the two engines run side by side (one core each), each with its
+# own var directory; their reports are printed one after the other.
+test: install assets
+	@if [ -z "$$CARELOOP_TEST_DATABASE_URL" ]; then $(MAKE) --no-print-directory test-sqlite; exit $$?; fi; \
+	base="$${CARELOOP_VAR_DIR:-$$PWD/var}"; mkdir -p "$$base/test-sqlite" "$$base/test-postgres"; \
+	CARELOOP_VAR_DIR="$$base/test-sqlite" $(MAKE) --no-print-directory test-sqlite > "$$base/test-sqlite.log" 2>&1 & s=$$!; \
+	CARELOOP_VAR_DIR="$$base/test-postgres" $(MAKE) --no-print-directory test-postgres > "$$base/test-postgres.log" 2>&1 & p=$$!; \
+	wait $$s; rs=$$?; wait $$p; rp=$$?; \
+	echo "== SQLite"; cat "$$base/test-sqlite.log"; echo "== PostgreSQL"; cat "$$base/test-postgres.log"; \
+	echo "SQLite exit $$rs, PostgreSQL exit $$rp"; [ $$rs -eq 0 ] && [ $$rp -eq 0 ]
 
 test-sqlite: install assets
 	CARELOOP_DATABASE_URL= $(BIN)/pytest -q -p no:cacheprovider
