@@ -49,7 +49,7 @@ from careloop.channels.port import (
     PermanentReason,
     SendResult,
 )
-from careloop.kit.clock import utc_now
+from careloop.kit.clock import span, utc_now
 
 log = logging.getLogger("careloop.alerts.sending")
 
@@ -92,7 +92,7 @@ def claim(now: datetime, limit: int) -> list[int]:
         ids = list(qs.order_by("created_at", "id").values_list("id", flat=True)[:limit])
         if ids:
             am.Notification.objects.filter(id__in=ids).update(
-                status=SENDING, sent_at=now + LEASE, tries=F("tries") + 1
+                status=SENDING, sent_at=now + span(LEASE), tries=F("tries") + 1
             )
     return ids
 

@@ -95,6 +95,15 @@ def fake() -> FakeClock | None:
     return _fake
 
 
+def span(real: timedelta) -> timedelta:
+    """How far "now" moves while ``real`` time passes: leases and timeouts measure how long a
+    process may take, so on a fast fake clock they cover as much real time as on the real
+    one (a frozen clock counts as real speed)."""
+    if _fake is None or _fake.speed <= 1:
+        return real
+    return real * _fake.speed
+
+
 def utc_now() -> datetime:
     if _fake is not None:
         return _fake.now()

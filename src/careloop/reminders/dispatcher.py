@@ -45,7 +45,7 @@ from careloop.channels.port import (
     SendResult,
     TransientError,
 )
-from careloop.kit.clock import utc_now
+from careloop.kit.clock import span, utc_now
 from careloop.patients import models as pm
 from careloop.reminders import links, rendering
 from careloop.reminders import models as rm
@@ -122,7 +122,7 @@ def claim(worker: str, now: datetime, limit: int) -> list[int]:
         ids = list(qs.order_by("wake_at").values_list("id", flat=True)[:limit])
         if ids:
             rm.Occurrence.objects.filter(id__in=ids).update(
-                claimed_by=worker, claim_expires=now + LEASE
+                claimed_by=worker, claim_expires=now + span(LEASE)
             )
     return ids
 
@@ -851,7 +851,7 @@ def _renew_if_due(ids: Sequence[int], worker: str, ctx: Context) -> None:
     if _time.monotonic() - ctx.renewed < LEASE.total_seconds() / 3:
         return
     ours = rm.Occurrence.objects.filter(pk__in=ids, claimed_by=worker)
-    ours.update(claim_expires=ctx.elapsed_now() + LEASE)
+    ours.update(claim_expires=ctx.elapsed_now() + span(LEASE))
     kept = set(ours.values_list("pk", flat=True))
     ctx.lost.update(i for i in ids if i not in kept)
     ctx.renewed = _time.monotonic()
