@@ -16,16 +16,26 @@ from ninja.security import HttpBearer
 
 from careloop.accounts import services as accounts
 from careloop.kit.errors import CareLoopError
+from careloop.web import api_scopes
 
 
 class BearerToken(HttpBearer):
-    """`Authorization: Bearer <token>` from `careloop apitoken <username>`."""
+    """`Authorization: Bearer <token>` from `careloop token issue` (or `careloop apitoken`).
+
+    The live token is kept on the request as ``request.auth_token`` (its ``scopes`` and
+    ``patient_id``); its SMART scopes are checked here against the operation, on top of the
+    role and department checks every operation makes for the token's user."""
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:
-        staff = accounts.staff_for_token(token)
-        if staff is not None and "HTTP_ACCEPT_LANGUAGE" not in request.META:
+        found = accounts.token_for(token)
+        if found is None:
+            return None
+        staff = found.staff
+        request.auth_token = found  # type: ignore[attr-defined]
+        if "HTTP_ACCEPT_LANGUAGE" not in request.META:
             # Messages follow the user's own language unless the client asks for another.
             translation.activate(staff.language)
+        api_scopes.enforce(request, found)
         return staff
 
 

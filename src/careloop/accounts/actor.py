@@ -22,6 +22,9 @@ class Actor:
     source: str = ""
     channel: str = "web"
     _extra: dict[str, object] = field(default_factory=dict, repr=False)
+    # Set for an API call allowed only by a token's patient/ scopes: the one patient it reaches
+    # (0 when the token is bound to none, which reaches nobody).
+    bound_patient_id: int | None = None
 
     @property
     def organisation_id(self) -> int | None:
@@ -54,7 +57,12 @@ class Actor:
     @classmethod
     def from_api(cls, request: HttpRequest) -> Actor:
         """The bearer token's user, as authenticated by the API."""
-        return cls(user=request.auth, source=client_address(request), channel="api")  # type: ignore[attr-defined]
+        return cls(
+            user=request.auth,  # type: ignore[attr-defined]
+            source=client_address(request),
+            channel="api",
+            bound_patient_id=getattr(request, "auth_bound_patient_id", None),
+        )
 
 
 def client_address(request: HttpRequest) -> str:

@@ -145,6 +145,18 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # SMART v2 scopes (careloop.fhir.scopes); blank: unrestricted, the user's role alone decides.
+    scopes = models.TextField(_("scopes"), blank=True)
+    # The one patient a token with patient/ scopes reaches.
+    patient = models.ForeignKey(
+        "patients.Patient",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="api_tokens",
+        verbose_name=_("patient"),
+    )
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
 
     @staticmethod
     def digest_of(raw: str) -> str:

@@ -39,6 +39,9 @@ def visible_patients(actor: Actor) -> QuerySet[m.Patient]:
     if org is None:
         return m.Patient.objects.none()
     qs = m.Patient.objects.filter(organisation_id=org, merged_into__isnull=True)
+    bound = getattr(actor, "bound_patient_id", None)  # an API token with patient/ scopes
+    if bound is not None:
+        qs = qs.filter(pk=bound)
     if not actor.is_org_wide:
         qs = qs.filter(
             Exists(
