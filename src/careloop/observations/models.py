@@ -43,6 +43,8 @@ class Observation(models.Model):
     entered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # FHIR elements CareLoop does not model, kept so that a resource reads back as it was sent.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("reading")

@@ -69,6 +69,8 @@ class Patient(Versioned):
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_from"
     )
     departments = models.ManyToManyField(Department, through="PatientDepartment", related_name="+")
+    # FHIR elements CareLoop does not model, kept so that a resource reads back as it was sent.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("patient")
@@ -173,6 +175,8 @@ class Condition(PatientRecord):
         _("status"), max_length=12, choices=Status.choices, default=Status.ACTIVE
     )
     note = models.TextField(_("note"), blank=True, max_length=2000)
+    # FHIR elements CareLoop does not model, kept so that a resource reads back as it was sent.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("condition")

@@ -1,0 +1,1 @@
+"""One module per FHIR resource type: a ``Mapper`` registered in ``careloop.fhir.registry``."""
