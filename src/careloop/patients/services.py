@@ -442,3 +442,84 @@ def delete_record(
             sender=kind.model, actor=actor, patient=patient, kind=kind.key, row=row, change="delete"
         )
     return row
+
+
+# --- registration by a hospital feed (HL7 v2 ADT) ----------------------------------------------
+
+
+class _FeedPatientForm(f.PatientForm):
+    """Patient details sent by the hospital's HIS, which may hold no usable mobile number."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["phones"].required = False
+
+
+def create_patient_from_feed(
+    actor: Actor, data: dict[str, Any], *, department_id: Any = None
+) -> m.Patient:
+    """Register a patient the HIS announced; the caller has already looked for a match."""
+    require(actor, Action.PATIENT_CREATE)
+    org = actor.user.organisation
+    initial = {
+        "time_zone": org.time_zone if org else "Asia/Shanghai",
+        "sex": m.Sex.UNKNOWN,
+        "preferred_language": "zh-hans",
+        **data,
+    }
+    form = _validate(_FeedPatientForm(initial))
+    department = _department_for(actor, department_id)
+    with transaction.atomic():
+        patient = form.save(commit=False)
+        patient.organisation_id = actor.organisation_id
+        patient.created_by = patient.updated_by = actor.user
+        patient.save()
+        _save_phones(patient, form.cleaned_data["phones"], new=True)
+        m.PatientDepartment.objects.create(
+            patient=patient, department=department, since=utc_now().date()
+        )
+        _version_row(actor, patient, "patient", patient, "create", PATIENT_FIELDS)
+        audit.record(
+            actor,
+            "patient.create",
+            patient_id=patient.pk,
+            obj=patient,
+            detail={"department": department.pk, "via": actor.channel},
+        )
+    return patient
+
+
+def update_patient_from_feed(actor: Actor, patient_id: int, data: dict[str, Any]) -> m.Patient:
+    """Apply the HIS's newer demographics (the feed is the source of truth for them)."""
+    require(actor, Action.PATIENT_UPDATE, patient_id=patient_id)
+    patient = selectors.get_patient(actor, patient_id, audit_read=False)
+    current = _with_current(patient, PATIENT_FIELDS, data)
+    if not data.get("phones"):
+        current["phones"] = [p.number for p in patient.phones.all()]
+    form = _validate(_FeedPatientForm(current, instance=patient))
+    with transaction.atomic():
+        locked = m.Patient.objects.select_for_update().get(pk=patient.pk)
+        before = snapshot(locked, PATIENT_FIELDS)
+        construct_instance(form, locked, fields=[n for n in PATIENT_FIELDS if n != "phones"])
+        _save_phones(locked, form.cleaned_data["phones"])
+        after = snapshot(locked, PATIENT_FIELDS)
+        changed = sorted(
+            k for k in after if k not in ("version", "id") and before.get(k) != after[k]
+        )
+        if not changed:
+            return locked
+        locked.version += 1
+        locked.updated_by = actor.user
+        locked.save()
+        _version_row(actor, locked, "patient", locked, "update", PATIENT_FIELDS)
+        audit.record(
+            actor,
+            "patient.update",
+            patient_id=locked.pk,
+            obj=locked,
+            detail={"fields": changed, "via": actor.channel},
+        )
+        signals.patient_changed.send(
+            sender=m.Patient, actor=actor, patient=locked, fields=changed, change="update"
+        )
+    return locked
