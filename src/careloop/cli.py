@@ -15,16 +15,19 @@ COMMANDS = {
     "demo": "load a reproducible synthetic organisation with staff and patients",
     "createstaff": "create a staff account (or reset its password)",
     "apitoken": "print a new bearer token for the JSON/FHIR APIs",
+    "token": "scoped API tokens: `careloop token issue --user U --scopes '...'|list|revoke`",
     "audit": "audit trail tools: `careloop audit verify`",
     "keys": "encryption key tools: `careloop keys rotate`",
     "bench": "run a named benchmark workload and write JSON results",
     "check": "check the configuration and the database for problems",
     "import-readings": "read a file of readings: `careloop import-readings PATH --format ...`",
+    "import": "import a patient list: `careloop import patients FILE [--dry-run] ...`",
     "portal": "patient portal tools: `careloop portal invite --patient ID`",
     "questionnaires": "load or list the shipped questionnaires: `careloop questionnaires load`",
+    "hl7": "HL7 v2 interface: `careloop hl7 load FILE...|listen --port 2575|replay ID|--failed`",
 }
 # Commands whose name has a dash, and the Django command that runs them.
-COMMAND_MODULES = {"import-readings": "import_readings"}
+COMMAND_MODULES = {"import-readings": "import_readings", "import": "import_patients"}
 
 
 def usage() -> str:

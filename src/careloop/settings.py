@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "careloop.channels",
     "careloop.reminders",
     "careloop.observations",
+    "careloop.hl7v2",
     "careloop.alerts",
     "careloop.appointments",
     "careloop.portal",
@@ -113,6 +114,8 @@ INSTALLED_APPS = [
     "careloop.questionnaires",
     "careloop.education",
     "careloop.engagement",
+    "careloop.fhir",
+    "careloop.onboarding",
     "careloop.web",
 ]
 

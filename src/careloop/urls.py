@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from careloop.api import api
+from careloop.fhir import views as fhir_views
 from careloop.web import views as web
 
 urlpatterns = [
@@ -16,6 +17,7 @@ urlpatterns = [
     path("patients/", include("careloop.patients.urls")),
     path("vitals/", include("careloop.observations.urls")),
     path("observations/imports/", include("careloop.observations.import_urls")),
+    path("onboarding/", include("careloop.onboarding.urls")),
     path("audit/", include("careloop.audit.urls")),
     path("plans/", include("careloop.careplans.urls")),
     path("tasks/", include("careloop.alerts.urls")),
@@ -31,6 +33,11 @@ urlpatterns = [
     path("questionnaires/", include("careloop.questionnaires.urls")),
     path("education/", include("careloop.education.urls")),
     path("engagement/", include("careloop.engagement.urls")),
+    # The FHIR base answers as /fhir and /fhir/ alike: clients POST Bundles to it.
+    path("fhir", fhir_views.root, name="fhir_base"),
+    path("fhir/", include("careloop.fhir.urls")),
+    path("tokens/", include("careloop.accounts.urls")),
+    path("hl7/", include("careloop.hl7v2.urls")),
     path("api/", api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -9,10 +9,13 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.http import HttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -281,6 +284,10 @@ SCENE_EXTENSIONS = [
     "tests.questionnaires.scene",
     "tests.portal.scene",
     "tests.portal.today_scene",
+    "tests.fhir.scene",
+    "tests.onboarding.scene",
+    "tests.security.token_scene",
+    "tests.hl7v2.scene",
 ]
 
 
@@ -408,6 +415,29 @@ def client_for(username: str | None, **kwargs: Any) -> Client:
     if username:
         client.force_login(Staff.objects.get(username=username))
     return client
+
+
+@contextmanager
+def undone() -> Iterator[None]:
+    """Run a block in a savepoint and roll its writes back, so that one scene serves every
+    caller of a route as if each had found it fresh."""
+    savepoint = transaction.savepoint()
+    try:
+        yield
+    finally:
+        transaction.savepoint_rollback(savepoint)
+
+
+def prime(route: Route, scene: Scene) -> None:
+    """Make, once and for good, what the route's request refers to: scene extensions create
+    some of it on first use and keep it, so it must not be made inside an undone block."""
+    if route.transport == "page":
+        page_url(route, scene)
+        if route.method != "GET":
+            page_body(route, scene, None)
+    else:
+        api_url(route, scene)
+        api_body(route, scene)
 
 
 def perform(

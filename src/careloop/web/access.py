@@ -11,6 +11,11 @@ Pages are keyed by URL name (``patients:detail``), API operations by ``METHOD pa
 - ``PATIENT``: a patient (or a caregiver with proxy access) signed in to the portal; every
   portal page shows only that patient's own record, anything else answers 404. Staff sessions
   grant nothing here, and a portal session grants nothing on staff pages;
+- ``FHIR``: the FHIR interface at /fhir: a staff session or an API bearer token, within the
+  token's SMART scopes; each resource type then requires its own role actions
+  (``careloop.fhir.registry``: reads PATIENT_VIEW, plus CLINICAL_VIEW for clinical types;
+  writes CLINICAL_WRITE or the patient actions) and answers 404 outside the patient scope.
+  Callers without a sign-in or token get 401 as an OperationOutcome;
 - a tuple of ``Action``: the user's role must allow every one of them.
 
 Pages whose ``<kind>`` path parameter picks a kind of record carry one requirement per kind.
@@ -36,6 +41,8 @@ NOTHING = "nothing"
 SIGNED = "signed"
 # A portal sign-in (patient or caregiver by proxy); others are sent to the portal sign-in page.
 PATIENT = "patient"
+# The FHIR interface: any staff sign-in or token; the resource type decides the role actions.
+FHIR = "fhir"
 
 Requirement = str | tuple[Action, ...]
 
@@ -243,6 +250,9 @@ PAGES: dict[str, Page] = {
     "tasks:close": Page((A.TASK_WORK,), _GET_POST),
     "audit:list": Page((A.AUDIT_VIEW,)),
     "audit:export": Page((A.AUDIT_EXPORT,)),
+    # The HL7 v2 message log and its replay: organisation admins, who run the HIS interface.
+    "hl7v2:list": Page((A.ORG_MANAGE,)),
+    "hl7v2:replay": Page((A.ORG_MANAGE,), _POST),
     # django-ninja's own pages: the OpenAPI description and its viewer, and the root marker.
     "api:openapi-json": Page(PUBLIC),
     "api:openapi-view": Page(PUBLIC),
@@ -299,6 +309,44 @@ PAGES.update(
         "imports:upload": Page(_IMPORT, _POST),
         "imports:detail": Page(_CLINICAL_VIEW),
         "imports:problems": Page(_CLINICAL_VIEW),
+    }
+)
+
+# Patient-list onboarding (careloop.onboarding.views): registering patients from a file.
+_ONBOARD = (A.PATIENT_VIEW, A.PATIENT_CREATE)
+PAGES.update(
+    {
+        "onboarding:list": Page(_ONBOARD),
+        "onboarding:upload": Page(_ONBOARD, _POST),
+        "onboarding:detail": Page(_ONBOARD),
+        "onboarding:mapping": Page(_ONBOARD, _POST),
+        "onboarding:run": Page(_ONBOARD, _POST),
+        "onboarding:report": Page(_ONBOARD),
+    }
+)
+
+# The API tokens page (careloop.accounts.views): each user manages their own tokens; org admins
+# see and revoke the organisation's. A token never reaches beyond its user's role and scope.
+PAGES.update(
+    {
+        "tokens:list": Page((A.API_TOKEN,), _GET_POST),
+        "tokens:revoke": Page((A.API_TOKEN,), _GET_POST),
+    }
+)
+
+# The FHIR R4 interface (careloop.fhir): the CapabilityStatement is public; every other route
+# authorises per resource type and interaction (see FHIR above). Writes (POST of a resource or
+# a Bundle, PUT, DELETE) take a FHIR JSON body and are exercised by tests/fhir.
+PAGES.update(
+    {
+        "fhir:metadata": Page(PUBLIC),
+        "fhir_base": Page(FHIR),
+        "fhir:root": Page(FHIR),
+        "fhir:type": Page(FHIR),
+        "fhir:search": Page(FHIR, _POST),
+        "fhir:instance": Page(FHIR),
+        "fhir:history": Page(FHIR),
+        "fhir:vread": Page(FHIR),
     }
 )
 
@@ -460,6 +508,8 @@ def permits(requirement: Requirement, user: Any) -> bool:
         return True
     if requirement in (NOTHING, SIGNED):
         return False
+    if requirement == FHIR:
+        return signed_in and getattr(user, "organisation_id", None) is not None
     if requirement == PATIENT:
         return bool(getattr(user, "is_portal_patient", False))
     if requirement == LOGIN:

@@ -28,6 +28,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             "operations": allowed(role, Action.REMINDERS_OPERATE),
             "audit": allowed(role, Action.AUDIT_VIEW),
             "admin": user.is_staff,
+            "interfaces": allowed(role, Action.ORG_MANAGE),
             "role_label": role_label,
         }
     }
