@@ -197,22 +197,22 @@ def create_patient(
                         "can_confirm": match != "national_id",
                     },
                 )
-        patient = form.save(commit=False)
-        patient.organisation_id = actor.organisation_id
-        patient.created_by = patient.updated_by = actor.user
-        patient.save()
-        _save_phones(patient, clean["phones"], new=True)
-        m.PatientDepartment.objects.create(
-            patient=patient, department=department, since=utc_now().date()
-        )
-        _version_row(actor, patient, "patient", patient, "create", PATIENT_FIELDS)
-        audit.record(
-            actor,
-            "patient.create",
-            patient_id=patient.pk,
-            obj=patient,
-            detail={"department": department.pk},
-        )
+        return _register(actor, form, department, {"department": department.pk})
+
+
+def _register(actor: Actor, form: Any, department: Department, detail: dict[str, Any]) -> m.Patient:
+    """Save a validated new patient in the actor's organisation and department, versioned and
+    audited (inside the caller's transaction)."""
+    patient = form.save(commit=False)
+    patient.organisation_id = actor.organisation_id
+    patient.created_by = patient.updated_by = actor.user
+    patient.save()
+    _save_phones(patient, form.cleaned_data["phones"], new=True)
+    m.PatientDepartment.objects.create(
+        patient=patient, department=department, since=utc_now().date()
+    )
+    _version_row(actor, patient, "patient", patient, "create", PATIENT_FIELDS)
+    audit.record(actor, "patient.create", patient_id=patient.pk, obj=patient, detail=detail)
     return patient
 
 
@@ -470,23 +470,9 @@ def create_patient_from_feed(
     form = _validate(_FeedPatientForm(initial))
     department = _department_for(actor, department_id)
     with transaction.atomic():
-        patient = form.save(commit=False)
-        patient.organisation_id = actor.organisation_id
-        patient.created_by = patient.updated_by = actor.user
-        patient.save()
-        _save_phones(patient, form.cleaned_data["phones"], new=True)
-        m.PatientDepartment.objects.create(
-            patient=patient, department=department, since=utc_now().date()
+        return _register(
+            actor, form, department, {"department": department.pk, "via": actor.channel}
         )
-        _version_row(actor, patient, "patient", patient, "create", PATIENT_FIELDS)
-        audit.record(
-            actor,
-            "patient.create",
-            patient_id=patient.pk,
-            obj=patient,
-            detail={"department": department.pk, "via": actor.channel},
-        )
-    return patient
 
 
 def update_patient_from_feed(actor: Actor, patient_id: int, data: dict[str, Any]) -> m.Patient:
