@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-CORPUS = Path("/work/shared/corpus/hl7-fhir-r4-examples")
+from tests.corpus import CORPUS as SHARED
+
+CORPUS = SHARED / "hl7-fhir-r4-examples"
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="the R4 example corpus is absent")
 
 

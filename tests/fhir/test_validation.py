@@ -14,8 +14,8 @@ import pytest
 
 from careloop.fhir.outcome import Issue
 from careloop.fhir.validation import SUPPORTED_TYPES, errors, validate
+from tests.corpus import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 EXAMPLES = CORPUS / "hl7-fhir-r4-examples"
 SYNTHEA = CORPUS / "synthea-r4-smart-generated-sample-data"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from careloop.hl7v2.parser import Message, parse
+from tests.corpus import CORPUS as SHARED
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared/corpus/hl7v2-microsoft-fhir-converter"
+CORPUS = SHARED / "hl7v2-microsoft-fhir-converter"
 MESSAGES = CORPUS / "messages"
 EXPECTED = CORPUS / "expected-fhir-r4"
 SAMPLES = sorted(p.name for p in MESSAGES.glob("*.hl7"))

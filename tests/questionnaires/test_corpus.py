@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from careloop.questionnaires import fhir, scoring, services
+from tests.corpus import CORPUS
 
-CORPUS = Path("/work/shared/corpus")
 MII = CORPUS / "questionnaires-mii-proms"
 R4 = CORPUS / "hl7-fhir-r4-examples"
 

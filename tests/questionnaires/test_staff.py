@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from careloop.kit.clock import utc_now
 from careloop.questionnaires import models as qm
 from careloop.questionnaires import selectors, services
 from careloop.reminders import models as rm
+from tests.corpus import CORPUS
 from tests.portal.client import portal_client
 from tests.questionnaires.scene import OWN
 from tests.questionnaires.support import answer_all, phq9_answers
@@ -34,9 +34,7 @@ def english_staff(world: Any) -> None:
     Staff.objects.update(language="en")
 
 
-MII_GAD7 = Path(
-    "/work/shared/corpus/questionnaires-mii-proms/gad-7-index-2026/Questionnaire-mii-qst-pro-gad-7.json"
-)
+MII_GAD7 = CORPUS / "questionnaires-mii-proms/gad-7-index-2026/Questionnaire-mii-qst-pro-gad-7.json"
 
 
 def _upload(data: Any, name: str = "q.json") -> SimpleUploadedFile:
@@ -100,9 +98,7 @@ def test_import_activate_retire_and_send(world, library, client, patient):
 
 
 def test_import_a_bundle_with_value_sets(world, library, client):
-    folder = Path("/work/shared/corpus/questionnaires-mii-proms/phq-9-snapshot-2025-03")
-    if not folder.is_dir():
-        return
+    folder = CORPUS / "questionnaires-mii-proms/phq-9-snapshot-2025-03"
     entries = [
         {"resource": json.loads(p.read_text())}
         for p in [folder / "Questionnaire-mii-qst-pro-phq-9.json", *folder.glob("ValueSet-*.json")]
