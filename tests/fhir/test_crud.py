@@ -42,7 +42,11 @@ def test_metadata_lists_the_registry(fhir: Any) -> None:
     body = response.json()
     assert body["fhirVersion"] == "4.0.1"
     types = {r["type"]: r for r in body["rest"][0]["resource"]}
-    assert set(types) == {"Patient", "Observation", "Condition", "Practitioner", "Organization"}
+    assert set(types) == {
+        "Patient", "Observation", "Condition", "AllergyIntolerance", "Encounter",
+        "MedicationRequest",
+        "Practitioner", "Organization",
+    }  # fmt: skip
     codes = {i["code"] for i in types["Condition"]["interaction"]}
     assert codes == {
         "read",

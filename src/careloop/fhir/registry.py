@@ -36,6 +36,9 @@ RESOURCE_MODULES = (
     "careloop.fhir.resources.patient",
     "careloop.fhir.resources.observation",
     "careloop.fhir.resources.condition",
+    "careloop.fhir.resources.allergy",
+    "careloop.fhir.resources.encounter",
+    "careloop.fhir.resources.medication_request",
     "careloop.fhir.resources.practitioner",
     "careloop.fhir.resources.organization",
 )

@@ -205,6 +205,8 @@ class Allergy(PatientRecord):
         _("severity"), max_length=10, choices=Severity.choices, default=Severity.MODERATE
     )
     noted_on = models.DateField(_("noted on"), null=True, blank=True)
+    # FHIR elements CareLoop does not model, kept so that a resource reads back as it was sent.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("allergy")
@@ -253,6 +255,8 @@ class Medication(PatientRecord):
     status = models.CharField(
         _("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE
     )
+    # FHIR elements CareLoop does not model, kept so that a resource reads back as it was sent.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("medication")
@@ -330,6 +334,8 @@ class Encounter(PatientRecord):
     admitted_on = models.DateField(_("admitted / visit date"))
     discharged_on = models.DateField(_("discharged"), null=True, blank=True)
     summary = models.TextField(_("summary"), blank=True, max_length=4000)
+    # FHIR elements CareLoop does not model, kept so that a resource reads back as it was sent.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("visit")

@@ -1,0 +1,172 @@
+"""AllergyIntolerance ↔ patients.Allergy (substance, category, reaction, severity, noted on).
+
+CareLoop records the substance as a name, not a code: ``code`` is read back as text, and the
+``code`` search parameter matches the substance name (case-insensitive) or, for a resource sent
+through FHIR, the text or a coding's display it was sent with. CareLoop keeps no clinical
+status for allergies: every recorded allergy is active, deleted ones are gone. Writes go
+through patients.services like the staff form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
+
+from careloop.accounts.actor import Actor
+from careloop.accounts.roles import Action
+from careloop.fhir.registry import READ_WRITE, Context, History, Mapper, SearchParam, register
+from careloop.fhir.resources import common as c
+from careloop.kit.errors import CareLoopError
+from careloop.patients import models as pm
+from careloop.patients import selectors, services
+
+CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+_CATEGORY_IN = {"medication": "medication", "food": "food", "environment": "environment"}
+_SEVERITY_RANK = {"mild": 0, "moderate": 1, "severe": 2}
+_FIELDS = {
+    "substance": "code",
+    "category": "category",
+    "reaction": "reaction",
+    "severity": "reaction",
+    "noted_on": "recordedDate",
+}
+
+
+def _code(system: str | None, value: str) -> Q:
+    if system not in (None, ""):
+        return Q(pk__in=[])
+    return Q(substance__iexact=value)
+
+
+def _status(system: str | None, value: str) -> Q:
+    if system not in (None, "", CLINICAL):
+        return Q(pk__in=[])
+    return Q(pk__isnull=False) if value == "active" else Q(pk__in=[])
+
+
+def _text(concept: Any) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    if isinstance(concept.get("text"), str) and concept["text"].strip():
+        return str(concept["text"]).strip()
+    for coding in c.codings(concept):
+        for key in ("display", "code"):
+            if isinstance(coding.get(key), str) and coding[key].strip():
+                return str(coding[key]).strip()
+    return ""
+
+
+@register
+class AllergyIntoleranceMapper(Mapper):
+    resource_type = "AllergyIntolerance"
+    model = pm.Allergy
+    interactions = READ_WRITE
+    read_actions = (Action.PATIENT_VIEW, Action.CLINICAL_VIEW)
+    write_actions = (Action.PATIENT_VIEW, Action.CLINICAL_WRITE)
+    search_params = {
+        "_id": SearchParam("token", lambda s, v: c.id_param()(v)),
+        "_lastUpdated": SearchParam("date", c.last_updated_param()),
+        "patient": SearchParam("reference", c.patient_param()),
+        "code": SearchParam("token", _code),
+        "clinical-status": SearchParam("token", _status),
+    }
+    sorts = {"_id": "pk", "_lastUpdated": "updated_at", "code": "substance"}
+    include_targets = {"patient": "Patient"}
+    elements = {
+        "code": ("substance",),
+        "category": ("category",),
+        "reaction": ("reaction", "severity"),
+        "recordedDate": ("noted_on",),
+    }
+    generated = frozenset({"patient"})
+    keeps_extra = True
+
+    def visible(self, actor: Actor) -> QuerySet[Any]:
+        return pm.Allergy.objects.filter(
+            deleted_at__isnull=True, patient_id__in=selectors.visible_patients(actor).values("pk")
+        )
+
+    def to_fhir(self, obj: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "clinicalStatus": {"coding": [{"system": CLINICAL, "code": "active"}]},
+            "category": [obj.category] if obj.category in _CATEGORY_IN else [],
+            "code": {"text": obj.substance},
+            "patient": {"reference": f"Patient/{obj.patient_id}"},
+        }
+        if not out["category"]:
+            del out["category"]
+        reaction: dict[str, Any] = {"severity": obj.severity}
+        reaction["manifestation"] = [{"text": obj.reaction or obj.substance}]
+        out["reaction"] = [reaction]
+        if obj.noted_on:
+            out["recordedDate"] = obj.noted_on.isoformat()
+        return out
+
+    def _data(self, resource: dict[str, Any]) -> dict[str, Any]:
+        substance = _text(resource.get("code"))
+        if not substance:
+            raise c.required("AllergyIntolerance.code")
+        categories = resource.get("category")
+        category = "other"
+        if isinstance(categories, list) and categories:
+            category = _CATEGORY_IN.get(str(categories[0]), "other")
+        reactions = [r for r in resource.get("reaction") or [] if isinstance(r, dict)]
+        manifestations = [
+            _text(m) for r in reactions for m in r.get("manifestation") or [] if _text(m)
+        ]
+        severities = [str(r["severity"]) for r in reactions if r.get("severity") in _SEVERITY_RANK]
+        severity = max(severities, key=_SEVERITY_RANK.__getitem__) if severities else "moderate"
+        recorded = resource.get("recordedDate")
+        return {
+            "substance": substance[:200],
+            "category": category,
+            "reaction": "; ".join(dict.fromkeys(manifestations))[:200],
+            "severity": severity,
+            "noted_on": recorded[:10]
+            if isinstance(recorded, str) and len(recorded) >= 10
+            else None,
+        }
+
+    def create(self, ctx: Context, resource: dict[str, Any]) -> tuple[Any, bool]:
+        patient_id = ctx.reference_id(
+            resource.get("patient"), "Patient", "AllergyIntolerance.patient"
+        )
+        data = self._data(resource)
+        try:
+            row = services.add_record(ctx.actor, _pk(patient_id), "allergies", data)
+        except CareLoopError as exc:
+            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
+        self.keep(row, resource)
+        return row, True
+
+    def update(self, ctx: Context, obj: Any, resource: dict[str, Any], expected: int) -> Any:
+        patient_id = ctx.reference_id(
+            resource.get("patient"), "Patient", "AllergyIntolerance.patient"
+        )
+        if _pk(patient_id) != obj.patient_id:
+            raise c.not_supported(
+                "AllergyIntolerance.patient", _("An allergy cannot be moved to another patient.")
+            )
+        try:
+            row = services.update_record(
+                ctx.actor, obj.patient_id, "allergies", obj.pk, self._data(resource), expected
+            )
+        except CareLoopError as exc:
+            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
+        self.keep(row, resource)
+        return row
+
+    def delete(self, ctx: Context, obj: Any, expected: int) -> None:
+        try:
+            services.delete_record(ctx.actor, obj.patient_id, "allergies", obj.pk, expected)
+        except CareLoopError as exc:
+            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
+
+    def history(self, obj: Any) -> list[History]:
+        return c.record_history(self, "allergies", obj, c.lay_over)
+
+
+def _pk(ident: str) -> int:
+    return int(ident) if ident.isdigit() and len(ident) < 19 else 0
