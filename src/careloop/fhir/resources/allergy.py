@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
-from django.utils.translation import gettext as _
+from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
-from careloop.accounts.actor import Actor
-from careloop.accounts.roles import Action
-from careloop.fhir.registry import READ_WRITE, Context, History, Mapper, SearchParam, register
+from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
-from careloop.kit.errors import CareLoopError
 from careloop.patients import models as pm
-from careloop.patients import selectors, services
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
 _CATEGORY_IN = {"medication": "medication", "food": "food", "environment": "environment"}
@@ -59,12 +55,13 @@ def _text(concept: Any) -> str:
 
 
 @register
-class AllergyIntoleranceMapper(Mapper):
+class AllergyIntoleranceMapper(c.PatientRecordMapper):
     resource_type = "AllergyIntolerance"
     model = pm.Allergy
-    interactions = READ_WRITE
-    read_actions = (Action.PATIENT_VIEW, Action.CLINICAL_VIEW)
-    write_actions = (Action.PATIENT_VIEW, Action.CLINICAL_WRITE)
+    record_kind = "allergies"
+    subject_element = "patient"
+    field_elements = _FIELDS
+    moved_message = gettext_lazy("An allergy cannot be moved to another patient.")
     search_params = {
         "_id": SearchParam("token", lambda s, v: c.id_param()(v)),
         "_lastUpdated": SearchParam("date", c.last_updated_param()),
@@ -81,12 +78,6 @@ class AllergyIntoleranceMapper(Mapper):
         "recordedDate": ("noted_on",),
     }
     generated = frozenset({"patient"})
-    keeps_extra = True
-
-    def visible(self, actor: Actor) -> QuerySet[Any]:
-        return pm.Allergy.objects.filter(
-            deleted_at__isnull=True, patient_id__in=selectors.visible_patients(actor).values("pk")
-        )
 
     def to_fhir(self, obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -104,7 +95,9 @@ class AllergyIntoleranceMapper(Mapper):
             out["recordedDate"] = obj.noted_on.isoformat()
         return out
 
-    def _data(self, resource: dict[str, Any]) -> dict[str, Any]:
+    def record_data(
+        self, ctx: Context, resource: dict[str, Any], patient_id: int
+    ) -> dict[str, Any]:
         substance = _text(resource.get("code"))
         if not substance:
             raise c.required("AllergyIntolerance.code")
@@ -128,45 +121,3 @@ class AllergyIntoleranceMapper(Mapper):
             if isinstance(recorded, str) and len(recorded) >= 10
             else None,
         }
-
-    def create(self, ctx: Context, resource: dict[str, Any]) -> tuple[Any, bool]:
-        patient_id = ctx.reference_id(
-            resource.get("patient"), "Patient", "AllergyIntolerance.patient"
-        )
-        data = self._data(resource)
-        try:
-            row = services.add_record(ctx.actor, _pk(patient_id), "allergies", data)
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-        self.keep(row, resource)
-        return row, True
-
-    def update(self, ctx: Context, obj: Any, resource: dict[str, Any], expected: int) -> Any:
-        patient_id = ctx.reference_id(
-            resource.get("patient"), "Patient", "AllergyIntolerance.patient"
-        )
-        if _pk(patient_id) != obj.patient_id:
-            raise c.not_supported(
-                "AllergyIntolerance.patient", _("An allergy cannot be moved to another patient.")
-            )
-        try:
-            row = services.update_record(
-                ctx.actor, obj.patient_id, "allergies", obj.pk, self._data(resource), expected
-            )
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-        self.keep(row, resource)
-        return row
-
-    def delete(self, ctx: Context, obj: Any, expected: int) -> None:
-        try:
-            services.delete_record(ctx.actor, obj.patient_id, "allergies", obj.pk, expected)
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-
-    def history(self, obj: Any) -> list[History]:
-        return c.record_history(self, "allergies", obj, c.lay_over)
-
-
-def _pk(ident: str) -> int:
-    return int(ident) if ident.isdigit() and len(ident) < 19 else 0

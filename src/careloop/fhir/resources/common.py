@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
-from django.db.models import Field, Model, Q
+from django.db.models import Field, Model, Q, QuerySet
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from careloop.accounts.actor import Actor
+from careloop.accounts.roles import Action
 from careloop.fhir.outcome import FhirError, Issue
-from careloop.fhir.registry import History, Mapper
+from careloop.fhir.registry import READ_WRITE, Context, History, Mapper
 from careloop.kit.errors import CareLoopError, StaleVersion
 from careloop.patients import models as pm
+from careloop.patients import selectors, services
 
 # Search parameters every type has.
 ID_SYSTEM_NATIONAL = "urn:oid:2.16.156.10011.1.1"  # PRC resident identity card number
@@ -127,3 +131,82 @@ def not_supported(element: str, reason: str) -> FhirError:
 
 def required(element: str) -> FhirError:
     return FhirError.of(422, _("This element is required."), code="required", expression=element)
+
+
+def pk_of(ident: str) -> int:
+    """The primary key a reference's id names; 0 (no row) when it cannot name one."""
+    return int(ident) if ident.isdigit() and len(ident) < 19 else 0
+
+
+class PatientRecordMapper(Mapper):
+    """A type stored as one of a patient's record sections (conditions, allergies, visits,
+    medications). Reads are scoped to the patients the actor may see; writes go through
+    patients.services like the staff form, so versions, audit and enrolment rules are the
+    same. Subclasses set ``record_kind`` and ``subject_element`` and implement
+    ``record_data``."""
+
+    interactions = READ_WRITE
+    read_actions = (Action.PATIENT_VIEW, Action.CLINICAL_VIEW)
+    write_actions = (Action.PATIENT_VIEW, Action.CLINICAL_WRITE)
+    keeps_extra = True
+    record_kind: ClassVar[str]
+    subject_element: ClassVar[str] = "subject"
+    # Service field → the element named when the service refuses it.
+    field_elements: ClassVar[dict[str, str]] = {}
+    moved_message: ClassVar[Any] = gettext_lazy("A record cannot be moved to another patient.")
+
+    def visible(self, actor: Actor) -> QuerySet[Any]:
+        return self.model._default_manager.filter(
+            deleted_at__isnull=True, patient_id__in=selectors.visible_patients(actor).values("pk")
+        )
+
+    def record_data(
+        self, ctx: Context, resource: dict[str, Any], patient_id: int
+    ) -> dict[str, Any]:
+        """The service's fields for a resource; FhirError naming the element when it cannot
+        be stored."""
+        raise NotImplementedError
+
+    def kept_on_update(self, obj: Any, data: dict[str, Any]) -> None:
+        """Fields FHIR does not carry that an update must leave as they are."""
+
+    def subject_pk(self, ctx: Context, resource: dict[str, Any]) -> int:
+        element = self.subject_element
+        where = f"{self.resource_type}.{element}"
+        return pk_of(ctx.reference_id(resource.get(element), "Patient", where))
+
+    def create(self, ctx: Context, resource: dict[str, Any]) -> tuple[Any, bool]:
+        patient_id = self.subject_pk(ctx, resource)
+        data = self.record_data(ctx, resource, patient_id)
+        try:
+            row = services.add_record(ctx.actor, patient_id, self.record_kind, data)
+        except CareLoopError as exc:
+            raise service_error(exc, self.resource_type, self.field_elements) from exc
+        self.keep(row, resource)
+        return row, True
+
+    def update(self, ctx: Context, obj: Any, resource: dict[str, Any], expected: int) -> Any:
+        patient_id = self.subject_pk(ctx, resource)
+        if patient_id != obj.patient_id:
+            raise not_supported(
+                f"{self.resource_type}.{self.subject_element}", str(self.moved_message)
+            )
+        data = self.record_data(ctx, resource, patient_id)
+        self.kept_on_update(obj, data)
+        try:
+            row = services.update_record(
+                ctx.actor, obj.patient_id, self.record_kind, obj.pk, data, expected
+            )
+        except CareLoopError as exc:
+            raise service_error(exc, self.resource_type, self.field_elements) from exc
+        self.keep(row, resource)
+        return row
+
+    def delete(self, ctx: Context, obj: Any, expected: int) -> None:
+        try:
+            services.delete_record(ctx.actor, obj.patient_id, self.record_kind, obj.pk, expected)
+        except CareLoopError as exc:
+            raise service_error(exc, self.resource_type, self.field_elements) from exc
+
+    def history(self, obj: Any) -> list[History]:
+        return record_history(self, self.record_kind, obj, lay_over)

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from careloop.accounts.actor import Actor
-from careloop.accounts.roles import Action
-from careloop.fhir.registry import READ_WRITE, Context, History, Mapper, SearchParam, register
+from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
-from careloop.kit.errors import CareLoopError
 from careloop.patients import models as pm
-from careloop.patients import selectors, services
 
 ICD10_SYSTEMS = (c.ICD10, "http://hl7.org/fhir/sid/icd-10-cn", "http://hl7.org/fhir/sid/icd-10-cm")
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -55,12 +52,12 @@ def _status(system: str | None, value: str) -> Q:
 
 
 @register
-class ConditionMapper(Mapper):
+class ConditionMapper(c.PatientRecordMapper):
     resource_type = "Condition"
     model = pm.Condition
-    interactions = READ_WRITE
-    read_actions = (Action.PATIENT_VIEW, Action.CLINICAL_VIEW)
-    write_actions = (Action.PATIENT_VIEW, Action.CLINICAL_WRITE)
+    record_kind = "conditions"
+    field_elements = _FIELDS
+    moved_message = gettext_lazy("A condition cannot be moved to another patient.")
     search_params = {
         "_id": SearchParam("token", lambda s, v: c.id_param()(v)),
         "_lastUpdated": SearchParam("date", c.last_updated_param()),
@@ -84,12 +81,6 @@ class ConditionMapper(Mapper):
         "note": ("note",),
     }
     generated = frozenset({"subject"})
-    keeps_extra = True
-
-    def visible(self, actor: Actor) -> QuerySet[Any]:
-        return pm.Condition.objects.filter(
-            deleted_at__isnull=True, patient_id__in=selectors.visible_patients(actor).values("pk")
-        )
 
     def to_fhir(self, obj: Any) -> dict[str, Any]:
         coding: list[dict[str, Any]] = [
@@ -108,7 +99,9 @@ class ConditionMapper(Mapper):
             out["note"] = [{"text": obj.note}]
         return out
 
-    def _data(self, resource: dict[str, Any]) -> dict[str, Any]:
+    def record_data(
+        self, ctx: Context, resource: dict[str, Any], patient_id: int
+    ) -> dict[str, Any]:
         found = resource.get("code")
         code: dict[str, Any] = found if isinstance(found, dict) else {}
         icd = next((x for x in c.codings(code) if x.get("system") in ICD10_SYSTEMS), None)
@@ -132,41 +125,3 @@ class ConditionMapper(Mapper):
             "status": status,
             "note": "\n".join(n for n in notes if isinstance(n, str))[:2000],
         }
-
-    def create(self, ctx: Context, resource: dict[str, Any]) -> tuple[Any, bool]:
-        patient_id = ctx.reference_id(resource.get("subject"), "Patient", "Condition.subject")
-        data = self._data(resource)
-        try:
-            row = services.add_record(ctx.actor, _pk(patient_id), "conditions", data)
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-        self.keep(row, resource)
-        return row, True
-
-    def update(self, ctx: Context, obj: Any, resource: dict[str, Any], expected: int) -> Any:
-        patient_id = ctx.reference_id(resource.get("subject"), "Patient", "Condition.subject")
-        if _pk(patient_id) != obj.patient_id:
-            raise c.not_supported(
-                "Condition.subject", _("A condition cannot be moved to another patient.")
-            )
-        try:
-            row = services.update_record(
-                ctx.actor, obj.patient_id, "conditions", obj.pk, self._data(resource), expected
-            )
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-        self.keep(row, resource)
-        return row
-
-    def delete(self, ctx: Context, obj: Any, expected: int) -> None:
-        try:
-            services.delete_record(ctx.actor, obj.patient_id, "conditions", obj.pk, expected)
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-
-    def history(self, obj: Any) -> list[History]:
-        return c.record_history(self, "conditions", obj, c.lay_over)
-
-
-def _pk(ident: str) -> int:
-    return int(ident) if ident.isdigit() and len(ident) < 19 else 0

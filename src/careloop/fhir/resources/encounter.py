@@ -13,17 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from careloop.accounts.actor import Actor
 from careloop.accounts.models import Department
-from careloop.accounts.roles import Action
-from careloop.fhir.registry import READ_WRITE, Context, History, Mapper, SearchParam, register
+from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
-from careloop.kit.errors import CareLoopError
 from careloop.patients import models as pm
-from careloop.patients import selectors, services
 
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _CLASS_IN = {
@@ -88,12 +85,12 @@ def _date(value: Any) -> str | None:
 
 
 @register
-class EncounterMapper(Mapper):
+class EncounterMapper(c.PatientRecordMapper):
     resource_type = "Encounter"
     model = pm.Encounter
-    interactions = READ_WRITE
-    read_actions = (Action.PATIENT_VIEW, Action.CLINICAL_VIEW)
-    write_actions = (Action.PATIENT_VIEW, Action.CLINICAL_WRITE)
+    record_kind = "visits"
+    field_elements = _FIELDS
+    moved_message = gettext_lazy("A visit cannot be moved to another patient.")
     search_params = {
         "_id": SearchParam("token", lambda s, v: c.id_param()(v)),
         "_lastUpdated": SearchParam("date", c.last_updated_param()),
@@ -116,12 +113,6 @@ class EncounterMapper(Mapper):
         "status": ("kind", "discharged_on"),
     }
     generated = frozenset({"subject"})
-    keeps_extra = True
-
-    def visible(self, actor: Actor) -> QuerySet[Any]:
-        return pm.Encounter.objects.filter(
-            deleted_at__isnull=True, patient_id__in=selectors.visible_patients(actor).values("pk")
-        )
 
     def to_fhir(self, obj: Any) -> dict[str, Any]:
         code, display = _CLASS_OUT[obj.kind]
@@ -148,7 +139,7 @@ class EncounterMapper(Mapper):
         ref = provider.get("reference") if isinstance(provider, dict) else None
         departments = Department.objects.filter(organisation_id=ctx.actor.organisation_id or 0)
         if isinstance(ref, str) and ref.startswith("Organization/dept-"):
-            found = departments.filter(pk=_pk(ref.rsplit("-", 1)[-1])).first()
+            found = departments.filter(pk=c.pk_of(ref.rsplit("-", 1)[-1])).first()
             if found is None:
                 raise c.not_supported(
                     "Encounter.serviceProvider",
@@ -166,7 +157,9 @@ class EncounterMapper(Mapper):
             raise c.required("Encounter.serviceProvider")
         return int(found.pk)
 
-    def _data(self, ctx: Context, resource: dict[str, Any], patient_id: int) -> dict[str, Any]:
+    def record_data(
+        self, ctx: Context, resource: dict[str, Any], patient_id: int
+    ) -> dict[str, Any]:
         found = resource.get("class")
         klass = found if isinstance(found, dict) else {}
         kind = _CLASS_IN.get(str(klass.get("code") or "").upper())
@@ -199,42 +192,5 @@ class EncounterMapper(Mapper):
             "summary": "",
         }
 
-    def create(self, ctx: Context, resource: dict[str, Any]) -> tuple[Any, bool]:
-        patient_id = _pk(ctx.reference_id(resource.get("subject"), "Patient", "Encounter.subject"))
-        data = self._data(ctx, resource, patient_id)
-        try:
-            row = services.add_record(ctx.actor, patient_id, "visits", data)
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-        self.keep(row, resource)
-        return row, True
-
-    def update(self, ctx: Context, obj: Any, resource: dict[str, Any], expected: int) -> Any:
-        patient_id = _pk(ctx.reference_id(resource.get("subject"), "Patient", "Encounter.subject"))
-        if patient_id != obj.patient_id:
-            raise c.not_supported(
-                "Encounter.subject", _("A visit cannot be moved to another patient.")
-            )
-        data = self._data(ctx, resource, patient_id)
+    def kept_on_update(self, obj: Any, data: dict[str, Any]) -> None:
         data["summary"] = obj.summary
-        try:
-            row = services.update_record(
-                ctx.actor, obj.patient_id, "visits", obj.pk, data, expected
-            )
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-        self.keep(row, resource)
-        return row
-
-    def delete(self, ctx: Context, obj: Any, expected: int) -> None:
-        try:
-            services.delete_record(ctx.actor, obj.patient_id, "visits", obj.pk, expected)
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-
-    def history(self, obj: Any) -> list[History]:
-        return c.record_history(self, "visits", obj, c.lay_over)
-
-
-def _pk(ident: str) -> int:
-    return int(ident) if ident.isdigit() and len(ident) < 19 else 0

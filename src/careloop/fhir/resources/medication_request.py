@@ -22,16 +22,13 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from careloop.accounts.actor import Actor
-from careloop.accounts.roles import Action
-from careloop.fhir.registry import READ_WRITE, Context, History, Mapper, SearchParam, register
+from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
-from careloop.kit.errors import CareLoopError
 from careloop.patients import models as pm
-from careloop.patients import selectors, services
 
 GTS = "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation"
 _STATUS_IN = {
@@ -131,12 +128,12 @@ def frequency_of(dosage: dict[str, Any]) -> str | None:
 
 
 @register
-class MedicationRequestMapper(Mapper):
+class MedicationRequestMapper(c.PatientRecordMapper):
     resource_type = "MedicationRequest"
     model = pm.Medication
-    interactions = READ_WRITE
-    read_actions = (Action.PATIENT_VIEW, Action.CLINICAL_VIEW)
-    write_actions = (Action.PATIENT_VIEW, Action.CLINICAL_WRITE)
+    record_kind = "medications"
+    field_elements = _FIELDS
+    moved_message = gettext_lazy("A prescription cannot be moved to another patient.")
     search_params = {
         "_id": SearchParam("token", lambda s, v: c.id_param()(v)),
         "_lastUpdated": SearchParam("date", c.last_updated_param()),
@@ -157,12 +154,6 @@ class MedicationRequestMapper(Mapper):
         "requester": ("prescriber",),
     }
     generated = frozenset({"subject", "intent"})
-    keeps_extra = True
-
-    def visible(self, actor: Actor) -> QuerySet[Any]:
-        return pm.Medication.objects.filter(
-            deleted_at__isnull=True, patient_id__in=selectors.visible_patients(actor).values("pk")
-        )
 
     def field_value(self, obj: Any, name: str) -> Any:
         value = getattr(obj, name, None)
@@ -199,7 +190,9 @@ class MedicationRequestMapper(Mapper):
             out["requester"] = {"display": obj.prescriber}
         return out
 
-    def _data(self, resource: dict[str, Any]) -> dict[str, Any]:
+    def record_data(
+        self, ctx: Context, resource: dict[str, Any], patient_id: int
+    ) -> dict[str, Any]:
         if resource.get("intent") not in (None, "order"):
             raise c.not_supported(
                 "MedicationRequest.intent", _("Only orders (intent “order”) are kept.")
@@ -256,47 +249,5 @@ class MedicationRequestMapper(Mapper):
             "status": status,
         }
 
-    def create(self, ctx: Context, resource: dict[str, Any]) -> tuple[Any, bool]:
-        patient_id = ctx.reference_id(
-            resource.get("subject"), "Patient", "MedicationRequest.subject"
-        )
-        data = self._data(resource)
-        try:
-            row = services.add_record(ctx.actor, _pk(patient_id), "medications", data)
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-        self.keep(row, resource)
-        return row, True
-
-    def update(self, ctx: Context, obj: Any, resource: dict[str, Any], expected: int) -> Any:
-        patient_id = ctx.reference_id(
-            resource.get("subject"), "Patient", "MedicationRequest.subject"
-        )
-        if _pk(patient_id) != obj.patient_id:
-            raise c.not_supported(
-                "MedicationRequest.subject",
-                _("A prescription cannot be moved to another patient."),
-            )
-        data = self._data(resource)
+    def kept_on_update(self, obj: Any, data: dict[str, Any]) -> None:
         data["end_date"] = obj.end_date
-        try:
-            row = services.update_record(
-                ctx.actor, obj.patient_id, "medications", obj.pk, data, expected
-            )
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-        self.keep(row, resource)
-        return row
-
-    def delete(self, ctx: Context, obj: Any, expected: int) -> None:
-        try:
-            services.delete_record(ctx.actor, obj.patient_id, "medications", obj.pk, expected)
-        except CareLoopError as exc:
-            raise c.service_error(exc, self.resource_type, _FIELDS) from exc
-
-    def history(self, obj: Any) -> list[History]:
-        return c.record_history(self, "medications", obj, c.lay_over)
-
-
-def _pk(ident: str) -> int:
-    return int(ident) if ident.isdigit() and len(ident) < 19 else 0
