@@ -58,10 +58,7 @@ def test_transaction_rewrites_urn_uuid_references(fhir: Any, world: Any) -> None
             "request": {"method": "POST", "url": "Patient"},
         },
     )
-    bundle["entry"][0]["resource"]["subject"]["reference"] = PATIENT_URN
-    # The patient is listed second but must be created first: entries with references to it
-    # would otherwise fail; POSTs run in Bundle order, so put the patient first.
-    bundle["entry"].reverse()
+    # The reading is listed before the patient it refers to: the patient is created first.
     response = fhir("nurse.cardiology").post("/fhir", bundle)
     assert response.status_code == 200, response.content
     body = response.json()
@@ -69,9 +66,101 @@ def test_transaction_rewrites_urn_uuid_references(fhir: Any, world: Any) -> None
     assert [e["response"]["status"] for e in body["entry"]] == ["201 Created", "201 Created"]
     patient = pm.Patient.objects.get(name="赵六")
     reading = om.Observation.objects.get(patient=patient)
-    assert body["entry"][1]["resource"]["subject"]["reference"] == f"Patient/{patient.pk}"
-    assert body["entry"][0]["response"]["location"].startswith(f"Patient/{patient.pk}/_history/")
+    assert body["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{patient.pk}"
+    assert body["entry"][1]["response"]["location"].startswith(f"Patient/{patient.pk}/_history/")
     assert reading.value == 150
+
+
+def test_references_in_a_cycle_are_refused_naming_the_entry(fhir: Any, world: Any) -> None:
+    first, second = (f"urn:uuid:00000000-0000-4000-8000-00000000000{n}" for n in (1, 2))
+    one, two = _patient(), _patient()
+    two["telecom"] = [{"system": "phone", "value": "13822224444"}]
+    one["link"] = [{"other": {"reference": second}, "type": "seealso"}]
+    two["link"] = [{"other": {"reference": first}, "type": "seealso"}]
+    bundle = _transaction(
+        {"fullUrl": first, "resource": one, "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": second, "resource": two, "request": {"method": "POST", "url": "Patient"}},
+    )
+    before = pm.Patient.objects.count()
+    response = fhir("nurse.cardiology").post("/fhir", bundle)
+    assert response.status_code in (400, 422), response.content
+    assert response.json()["issue"][0]["expression"][0].startswith("Bundle.entry[")
+    assert pm.Patient.objects.count() == before
+
+
+def test_conditional_create_finds_the_existing_resource(fhir: Any, cardio_patient: Any) -> None:
+    client = fhir("nurse.cardiology")
+    sent = _reading(f"Patient/{cardio_patient.pk}", "2024-03-01T08:00:00+08:00")
+    sent["identifier"] = [{"system": "urn:example:gateway", "value": "r-1"}]
+    criteria = f"subject=Patient/{cardio_patient.pk}&date=2024-03-01T08:00:00%2B08:00"
+    first = client.post("/fhir/Observation", sent, HTTP_IF_NONE_EXIST=criteria)
+    assert first.status_code == 201, first.content
+    other = dict(sent, effectiveDateTime="2024-03-01T08:00:00+08:00")
+    other["component"] = [dict(c) for c in sent["component"]]
+    other["component"][0] = {
+        **sent["component"][0],
+        "valueQuantity": {"value": 160, "code": "mm[Hg]"},
+    }
+    again = client.post("/fhir/Observation", other, HTTP_IF_NONE_EXIST=criteria)
+    assert again.status_code == 200, again.content
+    assert again.json()["id"] == first.json()["id"]
+    assert om.Observation.objects.filter(patient=cardio_patient).count() == 1
+    assert om.Observation.objects.get(patient=cardio_patient).value == 150
+
+
+def test_conditional_create_with_several_matches_is_refused(fhir: Any, cardio_patient: Any) -> None:
+    client = fhir("nurse.cardiology")
+    for day in ("01", "02"):
+        made = client.post(
+            "/fhir/Observation",
+            _reading(f"Patient/{cardio_patient.pk}", f"2024-03-{day}T08:00:00+08:00"),
+        )
+        assert made.status_code == 201
+    response = client.post(
+        "/fhir/Observation",
+        _reading(f"Patient/{cardio_patient.pk}", "2024-03-03T08:00:00+08:00"),
+        HTTP_IF_NONE_EXIST=f"subject=Patient/{cardio_patient.pk}",
+    )
+    assert response.status_code == 412
+    assert response.json()["issue"][0]["expression"] == ["If-None-Exist"]
+    assert om.Observation.objects.filter(patient=cardio_patient).count() == 2
+
+
+def test_conditional_create_does_not_see_outside_the_callers_scope(
+    fhir: Any, endo_patient: Any, cardio_patient: Any
+) -> None:
+    # A condition exists for the endocrinology patient; a cardiology nurse's criteria naming
+    # that patient find nothing she may see, and her create is judged on its own (refused).
+    assert (
+        fhir("doctor.endocrinology").post("/fhir/Condition", condition(endo_patient.pk)).status_code
+        == 201
+    )
+    response = fhir("doctor.cardiology").post(
+        "/fhir/Condition",
+        condition(endo_patient.pk),
+        HTTP_IF_NONE_EXIST=f"patient=Patient/{endo_patient.pk}",
+    )
+    assert response.status_code in (403, 404, 422)
+    assert "Hypertension" not in response.content.decode()
+
+
+def test_conditional_create_in_a_transaction(fhir: Any, cardio_patient: Any) -> None:
+    client = fhir("doctor.cardiology")
+    assert client.post("/fhir/Condition", condition(cardio_patient.pk)).status_code == 201
+    bundle = _transaction(
+        {
+            "resource": condition(cardio_patient.pk),
+            "request": {
+                "method": "POST",
+                "url": "Condition",
+                "ifNoneExist": f"patient=Patient/{cardio_patient.pk}&code=I10",
+            },
+        }
+    )
+    response = client.post("/fhir", bundle)
+    assert response.status_code == 200, response.content
+    assert response.json()["entry"][0]["response"]["status"] == "200 OK"
+    assert pm.Condition.objects.filter(patient=cardio_patient).count() == 1
 
 
 def test_transaction_is_all_or_nothing(fhir: Any, world: Any, cardio_patient: Any) -> None:

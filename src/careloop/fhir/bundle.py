@@ -4,7 +4,9 @@ A transaction runs in one database transaction: every entry succeeds or nothing 
 the first failure is answered as an OperationOutcome naming the entry. A batch runs each entry
 on its own and answers each entry's outcome. Entries are processed in the specification's
 order (DELETE, POST, PUT, GET); a ``urn:uuid:`` fullUrl of a created resource is rewritten to
-its new ``Type/id`` wherever later entries refer to it.
+its new ``Type/id`` wherever other entries refer to it. Creates run after the creates they
+refer to, whatever their place in the Bundle (a Bundle listing an Encounter before the Patient
+it belongs to works); references in a cycle are answered as an error naming the entry.
 """
 
 from __future__ import annotations
@@ -20,6 +22,51 @@ from careloop.fhir.outcome import FhirError, Issue, operation_outcome
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 MAX_ENTRIES = 1000
+
+
+def _references_in(value: Any) -> set[str]:
+    """Every ``reference`` string anywhere in a resource."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("reference")
+            if isinstance(ref, str):
+                found.add(ref)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _creates_in_dependency_order(entries: list[Any], order: list[int]) -> list[int]:
+    """``order`` with its POST entries rearranged so that an entry comes after the entries
+    whose fullUrl it refers to; otherwise the Bundle's order is kept."""
+
+    def is_post(i: int) -> bool:
+        entry = entries[i]
+        request = entry.get("request") if isinstance(entry, dict) else None
+        return isinstance(request, dict) and str(request.get("method") or "").upper() == "POST"
+
+    posts = [i for i in order if is_post(i)]
+    by_url = {entries[i]["fullUrl"]: i for i in posts if isinstance(entries[i].get("fullUrl"), str)}
+    needs = {
+        i: {by_url[r] for r in _references_in(entries[i].get("resource")) if r in by_url} - {i}
+        for i in posts
+    }
+    placed: list[int] = []
+    done: set[int] = set()
+    waiting = list(posts)
+    while waiting:
+        ready = [i for i in waiting if needs[i] <= done]
+        if not ready:  # a cycle: keep the Bundle's order; the unresolved reference is refused
+            ready = waiting[:1]
+        placed.append(ready[0])
+        done.add(ready[0])
+        waiting.remove(ready[0])
+    slots = iter(placed)
+    return [next(slots) if is_post(i) else i for i in order]
 
 
 def _rewrite(value: Any, references: dict[str, str]) -> Any:
@@ -83,9 +130,29 @@ def _one(
     path, _sep, query = url.partition("?")
     parts = [p for p in path.strip("/").split("/") if p]
     resource = _rewrite(entry.get("resource"), references)
+    unresolved = sorted(r for r in _references_in(resource) if r.startswith("urn:uuid:"))
+    if unresolved and method in ("POST", "PUT"):
+        raise FhirError.of(
+            422,
+            _(
+                "The reference “%(ref)s” names no entry of this Bundle that can be created "
+                "before this one."
+            )
+            % {"ref": unresolved[0][:80]},
+            code="not-found",
+            expression=f"{where}.resource",
+        )
     if_match = request.get("ifMatch")
     if method == "POST" and len(parts) == 1:
-        result = engine.create(caller, parts[0], resource, base, references)
+        condition = request.get("ifNoneExist")
+        result = engine.create(
+            caller,
+            parts[0],
+            resource,
+            base,
+            references,
+            if_none_exist=condition if isinstance(condition, str) else None,
+        )
         full_url = entry.get("fullUrl")
         if isinstance(full_url, str) and full_url and result.resource is not None:
             references[full_url] = f"{parts[0]}/{result.resource['id']}"
@@ -157,7 +224,7 @@ def process(caller: engine.Caller, bundle: Any, base: str) -> engine.Result:
         method = str(request.get("method") or "").upper() if isinstance(request, dict) else ""
         return (_ORDER.get(method, 4), i)
 
-    order = sorted(range(len(entries)), key=rank)
+    order = _creates_in_dependency_order(entries, sorted(range(len(entries)), key=rank))
     references: dict[str, str] = {}
     answers: list[dict[str, Any] | None] = [None] * len(entries)
     if kind == "transaction":

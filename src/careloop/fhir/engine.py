@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 from django.db.models import QuerySet
@@ -349,13 +349,48 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(text)
 
 
+def _existing(caller: Caller, mapper: Mapper, if_none_exist: str) -> Any:
+    """The one row a conditional create's criteria find in the caller's scope, or None;
+    412 when they find several (the client must be more specific)."""
+    params = parse_qsl(if_none_exist.lstrip("?"), keep_blank_values=True)
+    if not params:
+        raise FhirError.of(
+            400, _("If-None-Exist needs search criteria."), code="required",
+            expression="If-None-Exist",
+        )  # fmt: skip
+    authorise(caller, mapper, "search-type")
+    query = fs.parse(mapper, params, lenient=False)
+    query.count = 2
+    qs = fs.apply(mapper, scoped(caller, mapper, "search-type"), query, _zone(caller.actor))
+    found = list(qs[:2])
+    if len(found) > 1:
+        raise FhirError.of(
+            412,
+            _("The If-None-Exist criteria match more than one %(type)s.")
+            % {"type": mapper.resource_type},
+            code="duplicate",
+            expression="If-None-Exist",
+        )
+    return found[0] if found else None
+
+
 def create(
-    caller: Caller, resource_type: str, resource: Any, base: str, references: dict[str, str]
+    caller: Caller,
+    resource_type: str,
+    resource: Any,
+    base: str,
+    references: dict[str, str],
+    if_none_exist: str | None = None,
 ) -> Result:
     mapper = mapper_for(resource_type)
     authorise(caller, mapper, "create")
     check_incoming(resource, resource_type)
     _check_patient_context(caller, mapper, resource, references, "create")
+    if if_none_exist and not hasattr(mapper, "all_for"):
+        found = _existing(caller, mapper, if_none_exist)
+        if found is not None:
+            _audit_read(caller, mapper, found, "read")
+            return Result(200, mapper.read(found), version_headers(mapper, found))
     obj, created = mapper.create(Context(caller.actor, references), resource)
     headers = version_headers(mapper, obj)
     headers["Location"] = (

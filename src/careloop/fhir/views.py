@@ -155,7 +155,14 @@ def root(request: HttpRequest, caller: engine.Caller) -> Any:
 def type_level(request: HttpRequest, caller: engine.Caller, resource_type: str) -> engine.Result:
     """GET: search; POST: create."""
     if request.method == "POST":
-        return engine.create(caller, resource_type, _body(request), _base(request), {})
+        return engine.create(
+            caller,
+            resource_type,
+            _body(request),
+            _base(request),
+            {},
+            if_none_exist=request.headers.get("If-None-Exist"),
+        )
     params = list(request.GET.lists())
     flat = [(name, value) for name, values in params for value in values]
     return engine.search(caller, resource_type, flat, _base(request), lenient=_lenient(request))
