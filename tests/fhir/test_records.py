@@ -306,3 +306,41 @@ def test_medication_request_example_reads_back_as_sent(fhir: Any, cardio_patient
     assert content(got) == content(sent)
     row = pm.Medication.objects.get(pk=created.json()["id"])
     assert (row.frequency, row.route, row.unit) == ("qd", "po", "mg")
+
+
+def test_encounter_includes_its_department_and_the_patient(
+    fhir: Any, cardio_patient: Any, world: Any
+) -> None:
+    client = fhir("doctor.cardiology")
+    assert client.post("/fhir/Encounter", encounter(cardio_patient.pk)).status_code == 201
+    row = pm.Encounter.objects.get(patient=cardio_patient)
+    dept = f"Organization/dept-{row.department_id}"
+    found = client.get(
+        "/fhir/Encounter",
+        {
+            "service-provider": dept,
+            "_include": ["Encounter:service-provider", "Encounter:patient"],
+        },
+    ).json()
+    modes = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in found["entry"]}
+    assert modes == {("Encounter", "match"), ("Organization", "include"), ("Patient", "include")}
+    included = [e for e in found["entry"] if e["resource"]["resourceType"] == "Organization"]
+    assert [e["fullUrl"].split("/fhir/")[-1] for e in included] == [dept]
+    other = pm.Encounter.objects.exclude(department_id=row.department_id)
+    assert (
+        client.get("/fhir/Encounter", {"service-provider": "Organization/dept-0"}).json()["total"]
+        == other.filter(department_id=0).count()
+    )
+
+
+def test_include_needs_read_permission_on_the_included_type(fhir: Any, cardio_patient: Any) -> None:
+    assert (
+        fhir("doctor.cardiology").post("/fhir/Encounter", encounter(cardio_patient.pk)).status_code
+        == 201
+    )
+    narrow = fhir("doctor.cardiology", scopes="user/Encounter.rs")
+    found = narrow.get(
+        "/fhir/Encounter",
+        {"_include": ["Encounter:service-provider", "Encounter:patient"]},
+    ).json()
+    assert [e["resource"]["resourceType"] for e in found["entry"]] == ["Encounter"]

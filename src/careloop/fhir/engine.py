@@ -246,9 +246,10 @@ def search(
         for o in page
     ]
     patients = {p for p in (mapper.patient_id_of(o) for o in page) if p is not None}
-    included = _includes(caller, mapper, query, patients, base) if query.includes else []
-    entries += included
-    patients |= {int(e["resource"]["id"]) for e in included}
+    if query.includes:
+        included, owners = _includes(caller, mapper, query, patients, page, base)
+        entries += included
+        patients |= owners
     kept = [(n, v) for n, v in params if n not in ("_offset",) and f"{n}" not in query.ignored]
 
     def link(offset: int) -> str:
@@ -314,26 +315,68 @@ def _in_memory(caller: Caller, mapper: Mapper, query: fs.Query) -> list[Any]:
     return rows
 
 
+def _reference_values(value: Any, path: list[str]) -> list[str]:
+    """The ``reference`` strings at a dotted element path of a resource (lists walked)."""
+    if isinstance(value, list):
+        return [r for item in value for r in _reference_values(item, path)]
+    if not isinstance(value, dict):
+        return []
+    if not path:
+        ref = value.get("reference")
+        return [ref] if isinstance(ref, str) else []
+    return _reference_values(value.get(path[0]), path[1:])
+
+
 def _includes(
-    caller: Caller, mapper: Mapper, query: fs.Query, patient_ids: set[int], base: str
-) -> list[dict[str, Any]]:
-    """The patients the results point to — only those the caller may read themselves."""
-    if not patient_ids:
-        return []
-    target = mapper_for("Patient")
-    try:
-        authorise(caller, target, "read")
-    except FhirError:
-        return []
-    rows = scoped(caller, target, "read").filter(pk__in=sorted(patient_ids))
-    return [
-        {
-            "fullUrl": f"{base}Patient/{p.pk}",
-            "resource": target.read(p),
-            "search": {"mode": "include"},
-        }
-        for p in rows.order_by("pk")
-    ]
+    caller: Caller,
+    mapper: Mapper,
+    query: fs.Query,
+    patient_ids: set[int],
+    page: list[Any],
+    base: str,
+) -> tuple[list[dict[str, Any]], set[int]]:
+    """The resources the results point to through the requested ``_include`` parameters —
+    only those the caller may read themselves — and the patients they belong to."""
+    wanted: dict[str, set[str]] = {}
+    for spec in query.includes:
+        pointed = mapper.include_targets[spec]
+        if pointed == "Patient":
+            wanted.setdefault("Patient", set()).update(str(p) for p in patient_ids)
+            continue
+        path = mapper.include_paths.get(spec, spec).split(".")
+        for row in page:
+            # The row's own references, also where the sender's copy left the element out.
+            for ref in _reference_values(mapper.to_fhir(row), path):
+                kind, _sep, ident = ref.rpartition("/")
+                if kind.rsplit("/", 1)[-1] == pointed and ident:
+                    wanted.setdefault(pointed, set()).add(ident)
+    out: list[dict[str, Any]] = []
+    patients: set[int] = set()
+    for target_type, idents in sorted(wanted.items()):
+        if not idents:
+            continue
+        target = mapper_for(target_type)
+        try:
+            authorise(caller, target, "read")
+        except FhirError:
+            continue
+        if hasattr(target, "all_for"):
+            rows = [o for o in target.all_for(caller.actor) if target.id_of(o) in idents]
+        else:
+            pks = sorted({p for p in (target.parse_id(i) for i in idents) if p is not None})
+            rows = list(scoped(caller, target, "read").filter(pk__in=pks).order_by("pk"))
+        for row in rows:
+            owner = row.pk if target_type == "Patient" else target.patient_id_of(row)
+            if owner is not None:
+                patients.add(int(owner))
+            out.append(
+                {
+                    "fullUrl": f"{base}{target_type}/{target.id_of(row)}",
+                    "resource": target.read(row),
+                    "search": {"mode": "include"},
+                }
+            )
+    return out, patients
 
 
 def _expected_version(if_match: str | None) -> int | None:

@@ -130,8 +130,11 @@ class Mapper:
     # _sort key → model ordering (the primary key is always added last for a stable order).
     sorts: ClassVar[dict[str, str]] = {}
     default_sort: ClassVar[tuple[str, ...]] = ("-pk",)
-    # Which element a reference search on `patient` / `subject` reads, for _include.
+    # _include: reference search parameter → the type it points to. Patient targets come from
+    # ``patient_id_of``; any other target is read from the element ``include_paths`` names for
+    # the parameter (a dotted path, default the parameter's name) of the row's mapped elements.
     include_targets: ClassVar[dict[str, str]] = {}
+    include_paths: ClassVar[dict[str, str]] = {}
     # Mapped elements → the model fields they come from (their fingerprint); elements not
     # listed here are kept as sent. ``generated`` elements are always rebuilt from the row.
     elements: ClassVar[dict[str, tuple[str, ...]]] = {}

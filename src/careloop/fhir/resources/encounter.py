@@ -69,6 +69,15 @@ def _type(system: str | None, value: str) -> Q:
     return Q(kind=value) if value in pm.Encounter.Kind.values else Q(pk__in=[])
 
 
+def _service_provider(raw: str) -> Q:
+    """``Organization/dept-<n>`` (or ``dept-<n>``): the visits of that department."""
+    ident = raw.rsplit("/", 1)[-1]
+    kind, _sep, number = ident.partition("-")
+    if kind != "dept" or not number.isdigit() or len(number) > 18:
+        return Q(pk__in=[])
+    return Q(department_id=int(number))
+
+
 def _text(concept: Any) -> str:
     if not isinstance(concept, dict):
         return ""
@@ -100,9 +109,15 @@ class EncounterMapper(c.PatientRecordMapper):
         "status": SearchParam("token", _status),
         "class": SearchParam("token", _class),
         "type": SearchParam("token", _type),
+        "service-provider": SearchParam("reference", _service_provider),
     }
     sorts = {"_id": "pk", "_lastUpdated": "updated_at", "date": "admitted_on"}
-    include_targets = {"patient": "Patient", "subject": "Patient"}
+    include_targets = {
+        "patient": "Patient",
+        "subject": "Patient",
+        "service-provider": "Organization",
+    }
+    include_paths = {"service-provider": "serviceProvider"}
     elements = {
         "class": ("kind",),
         "type": ("kind",),
