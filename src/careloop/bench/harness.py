@@ -25,6 +25,7 @@ WORKLOADS = {
     "ingest": "careloop.bench.ingest",
     "rules": "careloop.bench.rules",
     "worklist": "careloop.bench.worklist",
+    "fhir": "careloop.bench.fhir",
 }
 DATABASES = ("sqlite", "postgres")
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
