@@ -235,8 +235,10 @@ def search(
         page = rows[query.offset : query.offset + query.count]
     else:
         qs = fs.apply(mapper, scoped(caller, mapper, "search-type"), query, _zone(caller.actor))
-        total = qs.count()
         page = list(qs[query.offset : query.offset + query.count]) if query.count else []
+        # A first page that is not full holds every match: no separate count is needed.
+        short = query.offset == 0 and 0 < len(page) < query.count
+        total = len(page) if short else qs.count()
     entries = [
         {
             "fullUrl": f"{base}{resource_type}/{mapper.id_of(o)}",
