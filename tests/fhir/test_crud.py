@@ -45,7 +45,7 @@ def test_metadata_lists_the_registry(fhir: Any) -> None:
     assert set(types) == {
         "Patient", "Observation", "Condition", "AllergyIntolerance", "Encounter",
         "MedicationRequest",
-        "Practitioner", "Organization",
+        "Practitioner", "Organization", "PractitionerRole", "CareTeam", "CarePlan", "Task", "Flag",
     }  # fmt: skip
     codes = {i["code"] for i in types["Condition"]["interaction"]}
     assert codes == {

@@ -55,6 +55,8 @@ class Task(models.Model):
     )
     outcome = models.CharField(_("outcome"), max_length=30, blank=True)
     note = models.CharField(_("note"), max_length=1000, blank=True)
+    # What a FHIR client sent that CareLoop does not model (careloop.fhir.resources.task).
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("task")
@@ -153,6 +155,8 @@ class Alert(models.Model):
     escalated_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # What a FHIR client sent that CareLoop does not model (careloop.fhir.resources.flag).
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("alert")

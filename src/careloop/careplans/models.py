@@ -173,6 +173,8 @@ class Enrolment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     end_reason = models.CharField(_("reason"), max_length=200, blank=True)
+    # What a FHIR client sent that CareLoop does not model (careloop.fhir.resources.careplan).
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("enrolment")

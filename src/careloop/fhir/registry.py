@@ -41,6 +41,11 @@ RESOURCE_MODULES = (
     "careloop.fhir.resources.medication_request",
     "careloop.fhir.resources.practitioner",
     "careloop.fhir.resources.organization",
+    "careloop.fhir.resources.practitioner_role",
+    "careloop.fhir.resources.care_team",
+    "careloop.fhir.resources.careplan",
+    "careloop.fhir.resources.task",
+    "careloop.fhir.resources.flag",
 )
 
 # FHIR interactions (CapabilityStatement codes) and the SMART permission letter of each.
