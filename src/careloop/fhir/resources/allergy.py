@@ -12,13 +12,26 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
+from careloop.fhir.resources import sent
 from careloop.patients import models as pm
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+# SNOMED CT situations saying there is no known allergy (of a kind): not allergies.
+NO_KNOWN_ALLERGY = frozenset(
+    {
+        "716186003",  # no known allergy
+        "409137002",  # no known drug allergy
+        "716184000",  # no known latex allergy
+        "429625007",  # no known food allergy
+        "428197003",  # no known insect allergy
+        "428607008",  # no known environmental allergy
+    }
+)
 _CATEGORY_IN = {"medication": "medication", "food": "food", "environment": "environment"}
 _SEVERITY_RANK = {"mild": 0, "moderate": 1, "severe": 2}
 _FIELDS = {
@@ -79,12 +92,16 @@ class AllergyIntoleranceMapper(c.PatientRecordMapper):
     }
     generated = frozenset({"patient"})
 
+    def keep(self, obj: Any, resource: dict[str, Any]) -> None:
+        super().keep(obj, resource)
+        sent.remember(obj, resource, "patient")
+
     def to_fhir(self, obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = {
             "clinicalStatus": {"coding": [{"system": CLINICAL, "code": "active"}]},
             "category": [obj.category] if obj.category in _CATEGORY_IN else [],
             "code": {"text": obj.substance},
-            "patient": {"reference": f"Patient/{obj.patient_id}"},
+            "patient": sent.reference(obj, "patient", f"Patient/{obj.patient_id}"),
         }
         if not out["category"]:
             del out["category"]
@@ -98,6 +115,17 @@ class AllergyIntoleranceMapper(c.PatientRecordMapper):
     def record_data(
         self, ctx: Context, resource: dict[str, Any], patient_id: int
     ) -> dict[str, Any]:
+        if any(
+            x.get("system") == c.SNOMED and x.get("code") in NO_KNOWN_ALLERGY
+            for x in c.codings(resource.get("code"))
+        ):
+            raise c.not_supported(
+                "AllergyIntolerance.code",
+                _(
+                    "The allergy list holds what the patient reacts to; a statement that no "
+                    "allergy is known is not recorded as an allergy."
+                ),
+            )
         substance = _text(resource.get("code"))
         if not substance:
             raise c.required("AllergyIntolerance.code")

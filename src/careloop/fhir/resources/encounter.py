@@ -1,8 +1,11 @@
 """Encounter ↔ patients.Encounter (a visit: kind, department, attending, diagnoses, dates).
 
 ``class`` (v3 ActCode) gives the kind: AMB → outpatient, IMP/ACUTE/NONAC → inpatient,
-EMER → emergency; a ``type`` text or coding display containing "follow" makes a follow-up.
-``period.start`` is the visit (admission) date and is required; ``period.end`` the discharge.
+EMER → emergency, HH (home health: a visit at the patient's home) → follow-up; a ``type`` text
+or coding display containing "follow" makes a follow-up. ``period.start`` is the visit
+(admission) date, ``period.end`` the discharge; a visit that is not an inpatient stay may give
+only ``period.end`` (its date is then the visit date). An encounter with neither date is
+refused: CareLoop records every visit on its date.
 The department is the ``serviceProvider`` when it names one of the organisation's departments
 ("Organization/dept-<n>"), otherwise the patient's first department the writer works in.
 CareLoop keeps no status: an inpatient stay without a discharge date is ``in-progress``,
@@ -18,8 +21,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from careloop.accounts.models import Department
+from careloop.fhir.outcome import FhirError
 from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
+from careloop.fhir.resources import sent
 from careloop.patients import models as pm
 
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -29,6 +34,7 @@ _CLASS_IN = {
     "ACUTE": "inpatient",
     "NONAC": "inpatient",
     "EMER": "emergency",
+    "HH": "follow_up",
 }
 _CLASS_OUT = {
     "outpatient": ("AMB", "ambulatory"),
@@ -59,6 +65,8 @@ def _status(system: str | None, value: str) -> Q:
 def _class(system: str | None, value: str) -> Q:
     if system not in (None, "", ACT):
         return Q(pk__in=[])
+    if value.upper() == "HH":  # read back as sent while the kind is unchanged
+        return Q(kind="follow_up", fhir_extra__resource__class__code="HH")
     kinds = [k for k, (code, _d) in _CLASS_OUT.items() if code == value.upper()]
     return Q(kind__in=kinds) if kinds else Q(pk__in=[])
 
@@ -129,6 +137,10 @@ class EncounterMapper(c.PatientRecordMapper):
     }
     generated = frozenset({"subject"})
 
+    def keep(self, obj: Any, resource: dict[str, Any]) -> None:
+        super().keep(obj, resource)
+        sent.remember(obj, resource, "subject")
+
     def to_fhir(self, obj: Any) -> dict[str, Any]:
         code, display = _CLASS_OUT[obj.kind]
         period: dict[str, Any] = {"start": obj.admitted_on.isoformat()}
@@ -139,7 +151,7 @@ class EncounterMapper(c.PatientRecordMapper):
             "status": "in-progress" if open_stay else "finished",
             "class": {"system": ACT, "code": code, "display": display},
             "type": [{"text": obj.kind}],
-            "subject": {"reference": f"Patient/{obj.patient_id}"},
+            "subject": sent.reference(obj, "subject", f"Patient/{obj.patient_id}"),
             "period": period,
             "serviceProvider": {"reference": f"Organization/dept-{obj.department_id}"},
         }
@@ -180,7 +192,7 @@ class EncounterMapper(c.PatientRecordMapper):
         kind = _CLASS_IN.get(str(klass.get("code") or "").upper())
         if kind is None:
             raise c.not_supported(
-                "Encounter.class", _("The class must be AMB, IMP, ACUTE, NONAC or EMER.")
+                "Encounter.class", _("The class must be AMB, IMP, ACUTE, NONAC, EMER or HH.")
             )
         types = resource.get("type")
         if isinstance(types, list) and any("follow" in _text(t).lower() for t in types):
@@ -188,8 +200,18 @@ class EncounterMapper(c.PatientRecordMapper):
         found = resource.get("period")
         period: dict[str, Any] = found if isinstance(found, dict) else {}
         start = _date(period.get("start"))
+        if start is None and kind != "inpatient":
+            start = _date(period.get("end"))  # a visit of one day: it ended on its date
         if start is None:
-            raise c.required("Encounter.period.start")
+            raise FhirError.of(
+                422,
+                _(
+                    "CareLoop records a visit on its date: period.start (or, for a visit that "
+                    "is not an inpatient stay, period.end) is required."
+                ),
+                code="required",
+                expression="Encounter.period.start",
+            )
         attending = ""
         for p in resource.get("participant") or []:
             who = p.get("individual") if isinstance(p, dict) else None

@@ -1,25 +1,42 @@
 """MedicationRequest ↔ patients.Medication (a prescription: medicine, dose, route, frequency).
 
-``medicationCodeableConcept``: its text (or the first coding's display) is the medicine name,
-the first coding's code its code; ``medicationReference`` is not accepted. ``authoredOn`` is the
-start date, ``requester.display`` the prescriber. Status: active → active, stopped and
-cancelled → stopped, completed → completed; CareLoop holds orders only (``intent`` = order).
+The medicine is ``medicationCodeableConcept`` — its text (or the first coding's display) is
+the medicine name, the first coding's code its code — or a ``medicationReference`` to a
+Medication contained in the resource (``#id``): the name is then the contained Medication's
+code text or first display, else the reference's display, else its ingredients joined with
+" + ". CareLoop holds no Medication resources, so a reference to one outside the resource is
+refused. ``authoredOn`` is the start date, ``dosageInstruction.timing.repeat.boundsPeriod.end``
+the end date (no dose reminders after it), ``requester.display`` the prescriber.
 
-The first ``dosageInstruction`` gives dose, unit, route and frequency. Frequency mapping:
+Status: active → active; completed → completed; stopped, cancelled, on-hold and draft →
+stopped (a stopped prescription makes no dose reminders; the status reads back as sent while
+staff leave it unchanged). entered-in-error and unknown are refused: an order entered in error
+is not recorded (delete the prescription instead), and for one of unknown status CareLoop
+could not tell whether to remind. CareLoop holds orders only (``intent`` = order).
 
-- ``asNeededBoolean`` true → prn
+The ``dosageInstruction`` gives dose, unit, route and frequency; a dosage in several steps
+(more than one ``dosageInstruction``, e.g. a tapering dose) is refused — CareLoop would remind
+of the first step only. With no ``route`` the route is oral, as on the staff form.
+Frequency mapping:
+
+- ``asNeededBoolean`` true, or an ``asNeededCodeableConcept`` (as needed for a reason) → prn
 - ``timing.code`` (v3 GTSAbbreviation) QD → qd, BID → bid, TID → tid, QID → qid, QOD → qod,
   WK → qw, HS (or ``timing.repeat.when`` HS) → qn
-- ``timing.repeat`` frequency per period: 1/1 d → qd, 2/1 d → bid, 3/1 d → tid, 4/1 d → qid,
-  1/2 d → qod, 1/1 wk → qw; ``count`` 1 with no period → st
+- ``timing.repeat`` frequency per period, counted per day: 1 → qd, 2 → bid, 3 → tid,
+  4 → qid (so "every 6 hours" is qid), ½ → qod, 1/7 → qw; ``count`` 1 with no period → st;
+  ``timeOfDay`` alone: that many times each day (one time → qd).
+  A range (``frequencyMax``, ``periodMax``) or days of the week (other than once a week) has
+  no CareLoop frequency.
 
-A timing that maps onto none of these is refused. Writes go through patients.services like
-the staff form, so an active prescription makes dose reminders exactly as it does there.
+A timing that maps onto none of these is refused, and so is a dose range (CareLoop records
+one dose per administration). Writes go through patients.services like the staff form, so an
+active prescription makes dose reminders exactly as it does there.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any
 
 from django.db.models import Q
@@ -28,6 +45,7 @@ from django.utils.translation import gettext_lazy
 
 from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
+from careloop.fhir.resources import sent
 from careloop.patients import models as pm
 
 GTS = "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation"
@@ -36,6 +54,18 @@ _STATUS_IN = {
     "stopped": "stopped",
     "cancelled": "stopped",
     "completed": "completed",
+    "on-hold": "stopped",
+    "draft": "stopped",
+}
+# Statuses CareLoop could only misrecord → why they are refused.
+_STATUS_REFUSED = {
+    "entered-in-error": gettext_lazy(
+        "A prescription entered in error is not recorded; delete the prescription instead."
+    ),
+    "unknown": gettext_lazy(
+        "A prescription of unknown status cannot be recorded: CareLoop must know whether to "
+        "remind the patient of their doses."
+    ),
 }
 _GTS_IN = {
     "QD": "qd",
@@ -47,14 +77,16 @@ _GTS_IN = {
     "HS": "qn",
 }
 _GTS_OUT = {v: k for k, v in _GTS_IN.items()}
-_REPEAT_IN = {
-    (1, 1, "d"): "qd",
-    (2, 1, "d"): "bid",
-    (3, 1, "d"): "tid",
-    (4, 1, "d"): "qid",
-    (1, 2, "d"): "qod",
-    (1, 1, "wk"): "qw",
+# Doses per day → frequency, and the length of each timing period unit in days.
+_PER_DAY = {
+    Fraction(1): "qd",
+    Fraction(2): "bid",
+    Fraction(3): "tid",
+    Fraction(4): "qid",
+    Fraction(1, 2): "qod",
+    Fraction(1, 7): "qw",
 }
+_UNIT_DAYS = {"min": Fraction(1, 1440), "h": Fraction(1, 24), "d": Fraction(1), "wk": Fraction(7)}
 # SNOMED CT route of administration → CareLoop route.
 _ROUTE_IN = {
     "26643006": "po",
@@ -65,6 +97,10 @@ _ROUTE_IN = {
     "47625008": "iv",
     "447694001": "inh",
     "6064005": "top",
+    "255559005": "im",  # Intramuscular (qualifier value)
+    "255560000": "iv",  # Intravenous (qualifier value)
+    "359540000": "top",  # Topical (qualifier value)
+    "54485002": "top",  # Ophthalmic route: applied to the eye
 }
 _ROUTE_OUT = {v: k for k, v in reversed(_ROUTE_IN.items())}
 _FIELDS = {
@@ -75,16 +111,31 @@ _FIELDS = {
     "route": "dosageInstruction",
     "frequency": "dosageInstruction",
     "start_date": "authoredOn",
+    "end_date": "dosageInstruction.timing.repeat.boundsPeriod.end",
     "prescriber": "requester",
     "status": "status",
 }
 
 
+# Statuses stored as another one: found by the status they were sent with.
+_STORED_AS_OTHER = sorted(k for k, v in _STATUS_IN.items() if k != v)
+
+
 def _status(system: str | None, value: str) -> Q:
     if system not in (None, ""):
         return Q(pk__in=[])
-    wanted = {v for k, v in _STATUS_IN.items() if k == value}
-    return Q(status__in=wanted) if wanted else Q(pk__in=[])
+    stored = _STATUS_IN.get(value)
+    if stored is None:
+        return Q(pk__in=[])
+    if value in _STORED_AS_OTHER:
+        return Q(status=stored, fhir_extra__resource__status=value)
+    others = [k for k in _STORED_AS_OTHER if _STATUS_IN[k] == stored]
+    if not others:
+        return Q(status=stored)
+    sent_other = pm.Medication.objects.filter(
+        status=stored, fhir_extra__resource__status__in=others
+    )
+    return Q(status=stored) & ~Q(pk__in=sent_other.values("pk"))
 
 
 def _intent(system: str | None, value: str) -> Q:
@@ -106,9 +157,17 @@ def _number(value: Any) -> Decimal | None:
         return None
 
 
+def _fraction(value: Any) -> Fraction | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return Fraction(str(value))
+
+
 def frequency_of(dosage: dict[str, Any]) -> str | None:
     """The CareLoop frequency a FHIR Dosage's timing names, or None (see the module docstring)."""
-    if dosage.get("asNeededBoolean") is True:
+    if dosage.get("asNeededBoolean") is True or isinstance(
+        dosage.get("asNeededCodeableConcept"), dict
+    ):
         return "prn"
     found = dosage.get("timing")
     timing: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -119,12 +178,81 @@ def frequency_of(dosage: dict[str, Any]) -> str | None:
     repeat: dict[str, Any] = found if isinstance(found, dict) else {}
     if "HS" in (repeat.get("when") or []):
         return "qn"
-    key = (repeat.get("frequency", 1), repeat.get("period"), repeat.get("periodUnit"))
-    if key in _REPEAT_IN:
-        return _REPEAT_IN[key]  # type: ignore[index]
     if repeat.get("count") == 1 and repeat.get("period") is None:
         return "st"
+    if "frequencyMax" in repeat or "periodMax" in repeat:
+        return None  # a range: "every 4 to 6 hours" is no one frequency
+    times = _fraction(repeat.get("frequency", 1))
+    period = _fraction(repeat.get("period"))
+    days = _UNIT_DAYS.get(str(repeat.get("periodUnit")))
+    clock = repeat.get("timeOfDay")
+    if period is None and "frequency" not in repeat and isinstance(clock, list) and clock:
+        times, period, days = Fraction(len(clock)), Fraction(1), Fraction(1)  # each day
+    if times is None or period is None or days is None:
+        return None
+    found_frequency = _PER_DAY.get(times / (period * days))
+    weekdays = repeat.get("dayOfWeek")
+    if weekdays and not (found_frequency == "qw" and len(weekdays) == 1):
+        return None  # only some days of the week: CareLoop would remind every day
+    return found_frequency
+
+
+def _contained(resource: dict[str, Any], reference: str) -> dict[str, Any] | None:
+    for item in resource.get("contained") or []:
+        if (
+            isinstance(item, dict)
+            and item.get("resourceType") == "Medication"
+            and f"#{item.get('id')}" == reference
+        ):
+            return item
     return None
+
+
+def _concept_name(concept: Any) -> tuple[str, str]:
+    """(name, code) a medicine CodeableConcept gives; empty strings when it gives none."""
+    if not isinstance(concept, dict):
+        return "", ""
+    first = next(iter(c.codings(concept)), {})
+    name = concept.get("text") if isinstance(concept.get("text"), str) else None
+    name = name or first.get("display") or ""
+    code = str(first.get("code") or "")
+    return (name.strip() if isinstance(name, str) else ""), code
+
+
+def medicine_of(resource: dict[str, Any], where: str) -> tuple[str, str]:
+    """(name, code) of the medicine a request names (see the module docstring)."""
+    concept = resource.get("medicationCodeableConcept")
+    reference = resource.get("medicationReference")
+    if isinstance(concept, dict):
+        name, code = _concept_name(concept)
+        if not (name or code):
+            raise c.required(f"{where}.medicationCodeableConcept.text")
+        return name or code, code
+    if not isinstance(reference, dict):
+        raise c.required(f"{where}.medicationCodeableConcept")
+    target = reference.get("reference")
+    medication = _contained(resource, target) if isinstance(target, str) else None
+    if medication is None:
+        raise c.not_supported(
+            f"{where}.medicationReference",
+            _(
+                "CareLoop holds no Medication resources: reference a Medication contained in "
+                "this resource (“#id”) or send medicationCodeableConcept."
+            ),
+        )
+    name, code = _concept_name(medication.get("code"))
+    if not name and isinstance(reference.get("display"), str):
+        name = reference["display"].strip()
+    if not name:
+        parts = [
+            _concept_name(i.get("itemCodeableConcept"))[0]
+            for i in medication.get("ingredient") or []
+            if isinstance(i, dict)
+        ]
+        name = " + ".join(p for p in parts if p)
+    if not (name or code):
+        raise c.required(f"{where}.contained.code")
+    return name or code, code
 
 
 @register
@@ -149,11 +277,18 @@ class MedicationRequestMapper(c.PatientRecordMapper):
     elements = {
         "status": ("status",),
         "medicationCodeableConcept": ("name", "code"),
-        "dosageInstruction": ("dose", "unit", "route", "frequency"),
+        # A contained Medication reads back as sent while the medicine is unchanged.
+        "medicationReference": ("name", "code"),
+        "contained": ("name", "code"),
+        "dosageInstruction": ("dose", "unit", "route", "frequency", "end_date"),
         "authoredOn": ("start_date",),
         "requester": ("prescriber",),
     }
     generated = frozenset({"subject", "intent"})
+
+    def keep(self, obj: Any, resource: dict[str, Any]) -> None:
+        super().keep(obj, resource)
+        sent.remember(obj, resource, "subject")
 
     def field_value(self, obj: Any, name: str) -> Any:
         value = getattr(obj, name, None)
@@ -176,12 +311,14 @@ class MedicationRequestMapper(c.PatientRecordMapper):
             }
         if obj.route in _ROUTE_OUT:
             dosage["route"] = {"coding": [{"system": c.SNOMED, "code": _ROUTE_OUT[obj.route]}]}
+        if obj.end_date and obj.frequency not in ("prn", "st"):
+            dosage["timing"]["repeat"] = {"boundsPeriod": {"end": obj.end_date.isoformat()}}
         dosage["doseAndRate"] = [{"doseQuantity": {"value": float(obj.dose), "unit": obj.unit}}]
         out: dict[str, Any] = {
             "status": obj.status,
             "intent": "order",
             "medicationCodeableConcept": medicine,
-            "subject": {"reference": f"Patient/{obj.patient_id}"},
+            "subject": sent.reference(obj, "subject", f"Patient/{obj.patient_id}"),
             "dosageInstruction": [dosage],
         }
         if obj.start_date:
@@ -197,23 +334,27 @@ class MedicationRequestMapper(c.PatientRecordMapper):
             raise c.not_supported(
                 "MedicationRequest.intent", _("Only orders (intent “order”) are kept.")
             )
-        status = _STATUS_IN.get(str(resource.get("status")))
+        sent_status = str(resource.get("status"))
+        if sent_status in _STATUS_REFUSED:
+            raise c.not_supported("MedicationRequest.status", str(_STATUS_REFUSED[sent_status]))
+        status = _STATUS_IN.get(sent_status)
         if status is None:
             raise c.not_supported(
                 "MedicationRequest.status",
-                _("The status must be active, stopped, cancelled or completed."),
+                _("The status must be active, on-hold, draft, stopped, cancelled or completed."),
             )
-        concept = resource.get("medicationCodeableConcept")
-        if not isinstance(concept, dict):
-            raise c.required("MedicationRequest.medicationCodeableConcept")
-        first = next(iter(c.codings(concept)), {})
-        name = concept.get("text") if isinstance(concept.get("text"), str) else None
-        name = name or first.get("display") or first.get("code")
-        if not isinstance(name, str) or not name.strip():
-            raise c.required("MedicationRequest.medicationCodeableConcept.text")
+        name, code = medicine_of(resource, "MedicationRequest")
         dosages = [d for d in resource.get("dosageInstruction") or [] if isinstance(d, dict)]
         if not dosages:
             raise c.required("MedicationRequest.dosageInstruction")
+        if len(dosages) > 1:
+            raise c.not_supported(
+                "MedicationRequest.dosageInstruction[1]",
+                _(
+                    "CareLoop records one dosage per prescription; send one MedicationRequest "
+                    "per step of a dosage in several steps."
+                ),
+            )
         dosage = dosages[0]
         frequency = frequency_of(dosage)
         if frequency is None:
@@ -222,6 +363,11 @@ class MedicationRequestMapper(c.PatientRecordMapper):
                 _("This timing matches none of CareLoop's dosing frequencies."),
             )
         amounts = [x for x in dosage.get("doseAndRate") or [] if isinstance(x, dict)]
+        if amounts and "doseRange" in amounts[0]:
+            raise c.not_supported(
+                "MedicationRequest.dosageInstruction.doseAndRate.doseRange",
+                _("CareLoop records one dose per administration, not a range."),
+            )
         quantity = amounts[0].get("doseQuantity") if amounts else None
         quantity = quantity if isinstance(quantity, dict) else {}
         dose = _number(quantity.get("value"))
@@ -234,9 +380,13 @@ class MedicationRequestMapper(c.PatientRecordMapper):
         requester = resource.get("requester")
         prescriber = requester.get("display") if isinstance(requester, dict) else None
         authored = resource.get("authoredOn")
+        found = dosage.get("timing")
+        repeat = found.get("repeat") if isinstance(found, dict) else None
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+        until = bounds.get("end") if isinstance(bounds, dict) else None
         return {
-            "name": name.strip()[:200],
-            "code": str(first.get("code") or "")[:40],
+            "name": name[:200],
+            "code": code[:40],
             "dose": dose,
             "unit": unit[:20],
             "route": route,
@@ -244,10 +394,11 @@ class MedicationRequestMapper(c.PatientRecordMapper):
             "start_date": authored[:10]
             if isinstance(authored, str) and len(authored) >= 10
             else None,
-            "end_date": None,
+            "end_date": until[:10] if isinstance(until, str) and len(until) >= 10 else None,
             "prescriber": prescriber[:100] if isinstance(prescriber, str) else "",
             "status": status,
         }
 
     def kept_on_update(self, obj: Any, data: dict[str, Any]) -> None:
-        data["end_date"] = obj.end_date
+        if data["end_date"] is None:
+            data["end_date"] = obj.end_date

@@ -4,6 +4,13 @@ A new Observation goes through the observations ingest service, so units are con
 impossible values refused and the alert rules evaluated; sending the same reading again (same
 patient, kind, time, source and device) answers the reading already stored. Readings are not
 edited or deleted in CareLoop, so neither is offered here.
+
+CareLoop records the readings of ``observations.domain.KINDS`` (blood pressure, glucose, HbA1c,
+heart rate, weight, SpO2, temperature, steps, sleep), under any LOINC code ``domain.CODES``
+accepts, of a patient (``subject`` a Patient). Anything else is refused naming the element:
+another code (laboratory panels, genetics, Apgar or Glasgow scores, BMI, height…) at
+``code``; a subject that is not a Patient at ``subject``; a reading entered in error or
+cancelled at ``status``; a blood pressure missing one of its values at that component.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from careloop.accounts.roles import Action
 from careloop.fhir.outcome import FhirError
 from careloop.fhir.registry import READ_ONLY, Context, Mapper, SearchParam, register
 from careloop.fhir.resources import common as c
+from careloop.fhir.resources import sent
 from careloop.kit.errors import CareLoopError
 from careloop.observations import domain
 from careloop.observations import models as om
@@ -40,6 +48,10 @@ _PROBLEM_AT = {
     "patient": "Observation.subject",
     "device": "Observation.device",
 }
+
+
+# Statuses of an Observation that is no (longer a) measurement: storing it would raise alerts.
+_NOT_A_READING = ("entered-in-error", "cancelled")
 
 
 def _code(system: str | None, value: str) -> Q:
@@ -103,6 +115,10 @@ class ObservationMapper(Mapper):
     generated = frozenset({"subject"})
     keeps_extra = True
 
+    def keep(self, obj: Any, resource: dict[str, Any]) -> None:
+        super().keep(obj, resource)
+        sent.remember(obj, resource, "subject")
+
     def visible(self, actor: Actor) -> QuerySet[Any]:
         return om.Observation.objects.filter(
             patient_id__in=selectors.visible_patients(actor).values("pk")
@@ -123,7 +139,7 @@ class ObservationMapper(Mapper):
                 "coding": [{"system": c.LOINC, "code": obj.code, "display": label}],
                 "text": label,
             },
-            "subject": {"reference": f"Patient/{obj.patient_id}"},
+            "subject": sent.reference(obj, "subject", f"Patient/{obj.patient_id}"),
             "effectiveDateTime": local.isoformat(),
         }
         if obj.kind == "bp":
@@ -141,6 +157,13 @@ class ObservationMapper(Mapper):
         return out
 
     def _item(self, resource: dict[str, Any]) -> dict[str, Any]:
+        status = resource.get("status")
+        if status in _NOT_A_READING:
+            raise c.not_supported(
+                "Observation.status",
+                _("A reading with status “%(status)s” is not a measurement CareLoop records.")
+                % {"status": status},
+            )
         code = None
         for coding in c.codings(resource.get("code")):
             if coding.get("system") in (c.LOINC, None) and coding.get("code") in domain.CODES:

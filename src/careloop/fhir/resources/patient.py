@@ -1,4 +1,11 @@
-"""Patient ↔ patients.Patient (identity, contacts, the organisation that manages the record)."""
+"""Patient ↔ patients.Patient (identity, contacts, the organisation that manages the record).
+
+CareLoop records people it follows up: a name and a date of birth are required, and a
+non-human patient (the ``patient-animal`` extension) or an inactive record (``active`` false)
+is refused. ``managingOrganization`` is always the CareLoop organisation holding the record
+(a reference to the sender's organisation would not resolve here); ``active`` reads back as
+sent (or absent) until the record is merged into another one.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import re
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
 
 from careloop.accounts.actor import Actor
 from careloop.accounts.roles import Action
@@ -18,6 +26,7 @@ from careloop.patients import models as pm
 from careloop.patients import selectors, services
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
+ANIMAL = "http://hl7.org/fhir/StructureDefinition/patient-animal"
 _LANGUAGES = {"zh-hans": ("zh-CN", "Chinese (China)"), "en": ("en", "English")}
 # Service field → FHIR element, for error messages.
 _FIELDS = {
@@ -115,8 +124,9 @@ class PatientMapper(Mapper):
         "deceasedDateTime": ("deceased_on",),
         "deceasedBoolean": ("deceased_on",),
         "communication": ("preferred_language",),
+        "active": ("merged_into_id",),
     }
-    generated = frozenset({"managingOrganization", "active"})
+    generated = frozenset({"managingOrganization"})
     keeps_extra = True
 
     def visible(self, actor: Actor) -> QuerySet[Any]:
@@ -167,6 +177,20 @@ class PatientMapper(Mapper):
         out["managingOrganization"] = {"reference": f"Organization/org-{obj.organisation_id}"}
         return out
 
+    def _refuse(self, resource: dict[str, Any], obj: Any = None) -> None:
+        """A 422 for a Patient CareLoop cannot record as a person it follows up."""
+        for item in resource.get("extension") or []:
+            if isinstance(item, dict) and item.get("url") == ANIMAL:
+                raise c.not_supported(
+                    "Patient.extension",
+                    _("CareLoop records people; a non-human patient (patient-animal) is refused."),
+                )
+        if resource.get("active") is False and (obj is None or obj.merged_into_id is None):
+            raise c.not_supported(
+                "Patient.active",
+                _("CareLoop keeps no inactive patient records; only a merged record is inactive."),
+            )
+
     def _data(self, resource: dict[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": _human_name(resource.get("name")),
@@ -207,6 +231,7 @@ class PatientMapper(Mapper):
         return data
 
     def create(self, ctx: Context, resource: dict[str, Any]) -> tuple[Any, bool]:
+        self._refuse(resource)
         data = self._data(resource)
         try:
             patient = services.create_patient(ctx.actor, data)
@@ -216,6 +241,7 @@ class PatientMapper(Mapper):
         return patient, True
 
     def update(self, ctx: Context, obj: Any, resource: dict[str, Any], expected: int) -> Any:
+        self._refuse(resource, obj)
         data = self._data(resource)
         try:
             patient = services.update_patient(ctx.actor, obj.pk, data, expected)
