@@ -46,6 +46,8 @@ def test_metadata_lists_the_registry(fhir: Any) -> None:
         "Patient", "Observation", "Condition", "AllergyIntolerance", "Encounter",
         "MedicationRequest",
         "Practitioner", "Organization", "PractitionerRole", "CareTeam", "CarePlan", "Task", "Flag",
+        "Schedule", "Slot", "Appointment", "Questionnaire", "QuestionnaireResponse",
+        "Communication",
     }  # fmt: skip
     codes = {i["code"] for i in types["Condition"]["interaction"]}
     assert codes == {

@@ -147,6 +147,8 @@ class Appointment(models.Model):
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # What a FHIR Appointment carried that CareLoop does not model (careloop.fhir.registry).
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("appointment")

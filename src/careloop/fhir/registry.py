@@ -46,6 +46,9 @@ RESOURCE_MODULES = (
     "careloop.fhir.resources.careplan",
     "careloop.fhir.resources.task",
     "careloop.fhir.resources.flag",
+    "careloop.fhir.resources.scheduling",
+    "careloop.fhir.resources.questionnaire",
+    "careloop.fhir.resources.communication",
 )
 
 # FHIR interactions (CapabilityStatement codes) and the SMART permission letter of each.

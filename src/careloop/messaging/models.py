@@ -128,6 +128,8 @@ class Message(models.Model):
     body_digest = models.CharField(max_length=64, blank=True)
     urgent = models.BooleanField(default=False)
     matched_words = models.JSONField(default=list, blank=True)
+    # What a FHIR Communication carried that CareLoop does not model.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("message")

@@ -147,6 +147,8 @@ class Response(models.Model):
     score = models.FloatField(null=True, blank=True)
     band = models.CharField(max_length=30, blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # What a FHIR QuestionnaireResponse carried that CareLoop does not model.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("questionnaire response")
