@@ -21,13 +21,16 @@ COMMANDS = {
     "bench": "run a named benchmark workload and write JSON results",
     "check": "check the configuration and the database for problems",
     "import-readings": "read a file of readings: `careloop import-readings PATH --format ...`",
-    "import": "import a patient list: `careloop import patients FILE [--dry-run] ...`",
+    "import": "import a patient list: `careloop import patients FILE [--dry-run] ...`, "
+    "or FHIR resources: `careloop import fhir PATH [--json] [--again]`",
     "portal": "patient portal tools: `careloop portal invite --patient ID`",
     "questionnaires": "load or list the shipped questionnaires: `careloop questionnaires load`",
     "hl7": "HL7 v2 interface: `careloop hl7 load FILE...|listen --port 2575|replay ID|--failed`",
 }
 # Commands whose name has a dash, and the Django command that runs them.
 COMMAND_MODULES = {"import-readings": "import_readings", "import": "import_patients"}
+# Subcommands run by a Django command of their own: (command, subcommand) → that command.
+SUBCOMMAND_MODULES = {("import", "fhir"): "import_fhir"}
 
 
 def usage() -> str:
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     from django.core.management import execute_from_command_line
 
+    if len(args) > 1 and (args[0], args[1]) in SUBCOMMAND_MODULES:
+        args = [SUBCOMMAND_MODULES[(args[0], args[1])], *args[2:]]
     execute_from_command_line(["careloop", COMMAND_MODULES.get(args[0], args[0]), *args[1:]])
 
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("vitals/", include("careloop.observations.urls")),
     path("observations/imports/", include("careloop.observations.import_urls")),
     path("onboarding/", include("careloop.onboarding.urls")),
+    path("onboarding/fhir/", include("careloop.onboarding.fhir_urls")),
     path("audit/", include("careloop.audit.urls")),
     path("plans/", include("careloop.careplans.urls")),
     path("tasks/", include("careloop.alerts.urls")),

@@ -154,7 +154,7 @@ def test_errors_are_operation_outcomes(fhir: Any, cardio_patient: Any) -> None:
     bad_json = client.post("/fhir/Condition", "{not json")
     assert bad_json.status_code == 400
     no_icd = condition(cardio_patient.pk)
-    no_icd["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}
+    no_icd["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "444814009"}]}
     refused = client.post("/fhir/Condition", no_icd)
     assert refused.status_code == 422
     assert outcome_of(refused)["issue"][0]["expression"] == ["Condition.code"]

@@ -286,8 +286,10 @@ SCENE_EXTENSIONS = [
     "tests.portal.today_scene",
     "tests.fhir.scene",
     "tests.onboarding.scene",
+    "tests.fhir.import_scene",
     "tests.security.token_scene",
     "tests.hl7v2.scene",
+    "tests.subscriptions.scene",
 ]
 
 

@@ -325,6 +325,17 @@ PAGES.update(
     }
 )
 
+# FHIR file import from the onboarding page (careloop.onboarding.fhir_views): organisation
+# admins only, as the import writes across the organisation's departments.
+_FHIR_IMPORT = (A.PATIENT_CREATE, A.ORG_MANAGE)
+PAGES.update(
+    {
+        "fhirimport:list": Page(_FHIR_IMPORT),
+        "fhirimport:upload": Page(_FHIR_IMPORT, _POST),
+        "fhirimport:detail": Page(_FHIR_IMPORT),
+    }
+)
+
 # The API tokens page (careloop.accounts.views): each user manages their own tokens; org admins
 # see and revoke the organisation's. A token never reaches beyond its user's role and scope.
 PAGES.update(

@@ -5,6 +5,9 @@ Writes go through patients.services like the staff form, so enrolment rules fire
 
 from __future__ import annotations
 
+import csv
+import functools
+from pathlib import Path
 from typing import Any
 
 from django.db.models import Q
@@ -13,6 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
+from careloop.fhir.resources import sent
 from careloop.patients import models as pm
 
 ICD10_SYSTEMS = (c.ICD10, "http://hl7.org/fhir/sid/icd-10-cn", "http://hl7.org/fhir/sid/icd-10-cm")
@@ -33,6 +37,17 @@ _FIELDS = {
     "status": "clinicalStatus",
     "note": "note",
 }
+
+
+SNOMED_ICD10 = Path(__file__).resolve().parent.parent / "data" / "snomed_icd10.csv"
+
+
+@functools.cache
+def snomed_icd10() -> dict[str, str]:
+    """SNOMED CT concept id → ICD-10 code, from the shipped map (lines with # are notes)."""
+    with SNOMED_ICD10.open(encoding="utf-8") as fh:
+        rows = csv.DictReader(line for line in fh if not line.startswith("#"))
+        return {row["snomed"].strip(): row["icd10"].strip() for row in rows}
 
 
 def _code(system: str | None, value: str) -> Q:
@@ -82,6 +97,10 @@ class ConditionMapper(c.PatientRecordMapper):
     }
     generated = frozenset({"subject"})
 
+    def keep(self, obj: Any, resource: dict[str, Any]) -> None:
+        super().keep(obj, resource)
+        sent.remember(obj, resource, "subject")
+
     def to_fhir(self, obj: Any) -> dict[str, Any]:
         coding: list[dict[str, Any]] = [
             {"system": c.ICD10, "code": obj.icd10_code, "display": obj.display or obj.icd10_code}
@@ -91,7 +110,7 @@ class ConditionMapper(c.PatientRecordMapper):
         out: dict[str, Any] = {
             "clinicalStatus": {"coding": [{"system": CLINICAL, "code": obj.status}]},
             "code": {"coding": coding, "text": obj.display or obj.icd10_code},
-            "subject": {"reference": f"Patient/{obj.patient_id}"},
+            "subject": sent.reference(obj, "subject", f"Patient/{obj.patient_id}"),
         }
         if obj.onset_date:
             out["onsetDateTime"] = obj.onset_date.isoformat()
@@ -105,12 +124,21 @@ class ConditionMapper(c.PatientRecordMapper):
         found = resource.get("code")
         code: dict[str, Any] = found if isinstance(found, dict) else {}
         icd = next((x for x in c.codings(code) if x.get("system") in ICD10_SYSTEMS), None)
+        snomed = next((x for x in c.codings(code) if x.get("system") == c.SNOMED), {})
+        if icd is None and snomed.get("code"):
+            # No ICD-10 coding: the shipped SNOMED CT → ICD-10 map (data/snomed_icd10.csv).
+            mapped = snomed_icd10().get(str(snomed["code"]))
+            if mapped is None:
+                raise c.not_supported(
+                    "Condition.code",
+                    _("no ICD-10 mapping for SNOMED %(code)s") % {"code": str(snomed["code"])[:20]},
+                )
+            icd = {"code": mapped, "display": snomed.get("display")}
         if icd is None or not isinstance(icd.get("code"), str):
             raise c.not_supported(
                 "Condition.code",
                 _("An ICD-10 coding (system %(system)s) is required.") % {"system": c.ICD10},
             )
-        snomed = next((x for x in c.codings(code) if x.get("system") == c.SNOMED), {})
         display = code.get("text") if isinstance(code.get("text"), str) else icd.get("display")
         status = "active"
         for coding in c.codings(resource.get("clinicalStatus")):
