@@ -47,7 +47,8 @@ def test_metadata_lists_the_registry(fhir: Any) -> None:
         "MedicationRequest",
         "Practitioner", "Organization", "PractitionerRole", "CareTeam", "CarePlan", "Task", "Flag",
         "Schedule", "Slot", "Appointment", "Questionnaire", "QuestionnaireResponse",
-        "Communication",
+        "Communication", "MedicationDispense", "MedicationStatement", "Consent", "Provenance",
+        "AuditEvent",
     }  # fmt: skip
     codes = {i["code"] for i in types["Condition"]["interaction"]}
     assert codes == {

@@ -302,6 +302,21 @@ CASES = {
         },
         {"dose": "2.5"},
     ),
+    "dispenses": (
+        {
+            "name": "阿托伐他汀钙片",
+            "code": "617312",
+            "code_system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+            "drug_class": "statins",
+            "quantity": "28",
+            "quantity_unit": "片",
+            "days_supply": 28,
+            "when_handed_over": "2025-01-03",
+            "status": "completed",
+            "source": "his",
+        },
+        {"days_supply": 30},
+    ),
     "history": (
         {"kind": "family", "description": "冠心病", "relation": "父亲"},
         {"relation": "母亲"},

@@ -214,6 +214,14 @@ def record_sample(kind: str, world: World) -> dict[str, Any]:
             "start_date": day,
             "status": "active",
         },
+        "dispenses": {
+            "name": "二甲双胍缓释片",
+            "quantity": "60",
+            "quantity_unit": "片",
+            "days_supply": 30,
+            "when_handed_over": day,
+            "status": "completed",
+        },
         "history": {"kind": "past", "description": "阑尾切除术后", "year": 2001},
         "lifestyle": {
             "recorded_on": day,

@@ -279,6 +279,7 @@ class MedicationForm(RecordForm):
             "end_date",
             "prescriber",
             "status",
+            "origin",
         ]
         widgets = {"start_date": DateInput(), "end_date": DateInput()}
 
@@ -293,6 +294,65 @@ class MedicationForm(RecordForm):
         start, end = data.get("start_date"), data.get("end_date")
         if start and end and end < start:
             self.add_error("end_date", _("The end date is before the start date."))
+        return data
+
+
+MAX_DAYS_SUPPLY = 365
+
+
+class DispenseForm(RecordForm):
+    """A dispensing. The prescription it fills can only be one of the same patient's."""
+
+    date_fields = ("when_handed_over",)
+
+    class Meta:
+        model = m.Dispense
+        fields = [
+            "name",
+            "code",
+            "code_system",
+            "drug_class",
+            "prescription",
+            "quantity",
+            "quantity_unit",
+            "days_supply",
+            "when_handed_over",
+            "status",
+            "source",
+        ]
+        widgets = {"when_handed_over": DateInput()}
+
+    def __init__(self, *args: Any, patient_id: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        owner = patient_id or (self.instance.patient_id if self.instance.pk else None)
+        field = self.fields["prescription"]
+        field.queryset = m.Medication.objects.filter(  # type: ignore[attr-defined]
+            patient_id=owner or 0, deleted_at__isnull=True
+        ).order_by("-start_date", "-id")
+        field.label_from_instance = lambda med: f"{med.name} ({med.start_date or '—'})"  # type: ignore[attr-defined]
+
+    def clean_quantity(self) -> Any:
+        quantity = self.cleaned_data.get("quantity")
+        if quantity is not None and quantity <= 0:
+            raise forms.ValidationError(_("The quantity must be greater than zero."))
+        return quantity
+
+    def clean_days_supply(self) -> Any:
+        days = self.cleaned_data.get("days_supply")
+        if days is not None and not (1 <= days <= MAX_DAYS_SUPPLY):
+            raise forms.ValidationError(
+                _("Enter between 1 and %(n)d days."), params={"n": MAX_DAYS_SUPPLY}
+            )
+        return days
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if (
+            data.get("status") == m.Dispense.Status.COMPLETED
+            and not data.get("when_handed_over")
+            and "when_handed_over" not in self.errors
+        ):
+            self.add_error("when_handed_over", _("Give the date the medicine was handed over."))
         return data
 
 

@@ -243,6 +243,10 @@ class Medication(PatientRecord):
         STOPPED = "stopped", _("Stopped")
         COMPLETED = "completed", _("Completed")
 
+    class Origin(models.TextChoices):
+        PRESCRIBED = "prescribed", _("Prescribed")
+        REPORTED = "reported", _("Reported by the patient or another provider")
+
     name = models.CharField(_("medicine"), max_length=200)
     code = models.CharField(_("code"), max_length=40, blank=True)
     dose = models.DecimalField(_("dose"), max_digits=10, decimal_places=3)
@@ -255,12 +259,86 @@ class Medication(PatientRecord):
     status = models.CharField(
         _("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE
     )
+    # A prescription written for the patient, or an entry of their medication list that the
+    # patient or another provider reported (FHIR MedicationStatement).
+    origin = models.CharField(
+        _("origin"), max_length=10, choices=Origin.choices, default=Origin.PRESCRIBED
+    )
     # FHIR elements CareLoop does not model, kept so that a resource reads back as it was sent.
     fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("medication")
         verbose_name_plural = _("medications")
+
+
+class Dispense(PatientRecord):
+    """One dispensing (fill) of a medicine: what was handed over, how much and for how many
+    days. Days supply is what adherence by proportion of days covered (PDC) counts."""
+
+    class Status(models.TextChoices):
+        # The FHIR R4 MedicationDispense status codes.
+        PREPARATION = "preparation", _("Preparation")
+        IN_PROGRESS = "in-progress", _("In progress")
+        CANCELLED = "cancelled", _("Cancelled")
+        ON_HOLD = "on-hold", _("On hold")
+        COMPLETED = "completed", _("Handed over")
+        ENTERED_IN_ERROR = "entered-in-error", _("Entered in error")
+        STOPPED = "stopped", _("Stopped")
+        DECLINED = "declined", _("Declined")
+        UNKNOWN = "unknown", _("Unknown")
+
+    class Source(models.TextChoices):
+        HIS = "his", _("Hospital information system")
+        FHIR = "fhir", _("FHIR interface")
+        STAFF = "staff", _("Entered by staff")
+        IMPORT = "import", _("Imported")
+
+    prescription = models.ForeignKey(
+        Medication,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="dispenses",
+        verbose_name=_("prescription"),
+    )
+    name = models.CharField(_("medicine"), max_length=200)
+    code = models.CharField(_("code"), max_length=40, blank=True)
+    code_system = models.CharField(
+        _("code system"),
+        max_length=200,
+        blank=True,
+        help_text=_(
+            "For example http://www.nlm.nih.gov/research/umls/rxnorm, or blank for a local code."
+        ),
+    )
+    drug_class = models.CharField(
+        _("drug class"),
+        max_length=100,
+        blank=True,
+        help_text=_("The class adherence is measured by, e.g. statins or RAS antagonists."),
+    )
+    quantity = models.DecimalField(
+        _("quantity"), max_digits=10, decimal_places=3, null=True, blank=True
+    )
+    quantity_unit = models.CharField(_("quantity unit"), max_length=20, blank=True)
+    days_supply = models.PositiveSmallIntegerField(_("days supply"))
+    when_handed_over = models.DateField(_("handed over on"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=Status.COMPLETED
+    )
+    source = models.CharField(
+        _("source"), max_length=10, choices=Source.choices, default=Source.STAFF
+    )
+    # FHIR elements CareLoop does not model, kept so that a resource reads back as it was sent.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("dispensing")
+        verbose_name_plural = _("dispensings")
+        indexes = [
+            models.Index(fields=["patient", "when_handed_over"], name="dispense_patient_date")
+        ]
 
 
 class HistoryEntry(PatientRecord):
@@ -398,6 +476,8 @@ class Consent(PatientRecord):
     decided_on = models.DateField(_("decided on"))
     source = models.CharField(_("source"), max_length=10, choices=Source.choices)
     note = models.CharField(_("note"), max_length=500, blank=True)
+    # FHIR elements CareLoop does not model, kept so that a resource reads back as it was sent.
+    fhir_extra = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("consent")

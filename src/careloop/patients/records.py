@@ -62,6 +62,14 @@ KINDS: dict[str, RecordKind] = {
             ("name", "dose", "unit", "route", "frequency", "start_date", "status"),
         ),
         RecordKind(
+            "dispenses",
+            m.Dispense,
+            f.DispenseForm,
+            _("Dispensings"),
+            ("-when_handed_over", "-id"),
+            ("when_handed_over", "name", "quantity", "quantity_unit", "days_supply"),
+        ),
+        RecordKind(
             "history",
             m.HistoryEntry,
             f.HistoryEntryForm,

@@ -328,7 +328,12 @@ def _with_defaults(kind_model: Any, fields: list[str], data: dict[str, Any]) -> 
 
 
 def _record_form(
-    kind_key: str, actor: Actor, data: dict[str, Any], files: Any = None, instance: Any = None
+    kind_key: str,
+    actor: Actor,
+    data: dict[str, Any],
+    files: Any = None,
+    instance: Any = None,
+    patient_id: int | None = None,
 ) -> BaseModelForm:
     kind = selectors.kind_of(kind_key)
     if instance is None:
@@ -336,6 +341,8 @@ def _record_form(
     kwargs: dict[str, Any] = {"instance": instance}
     if kind.model is m.Encounter:
         kwargs["organisation_id"] = actor.organisation_id
+    if kind.model is m.Dispense:
+        kwargs["patient_id"] = patient_id  # only this patient's prescriptions can be filled
     return kind.form(data, files, **kwargs)
 
 
@@ -353,7 +360,7 @@ def add_record(
     kind = selectors.kind_of(kind_key)
     require(actor, kind.write_action, patient_id=patient_id)
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
-    form = _validate(_record_form(kind_key, actor, data, files))
+    form = _validate(_record_form(kind_key, actor, data, files, patient_id=patient.pk))
     with transaction.atomic():
         row = form.save(commit=False)
         row.organisation_id = patient.organisation_id
@@ -385,7 +392,14 @@ def update_record(
     patient = selectors.get_patient(actor, patient_id, audit_read=False)
     row = selectors.live_row(actor, kind, patient, record_id, "update")
     form = _validate(
-        _record_form(kind_key, actor, _with_current(row, kind.fields, data), files, instance=row)
+        _record_form(
+            kind_key,
+            actor,
+            _with_current(row, kind.fields, data),
+            files,
+            instance=row,
+            patient_id=patient.pk,
+        )
     )
     with transaction.atomic():
         locked = kind.model._default_manager.select_for_update().get(pk=row.pk)

@@ -43,7 +43,7 @@ TABS = [
 TAB_KINDS = {
     "overview": ["conditions", "allergies", "lifestyle"],
     "history": ["history", "caregivers"],
-    "medications": ["medications"],
+    "medications": ["medications", "dispenses"],
     "visits": ["visits"],
     "reports": ["reports"],
     "consents": ["consents"],

@@ -57,6 +57,7 @@ RECORD_WRITE: dict[str, Action] = {
     "conditions": A.CLINICAL_WRITE,
     "allergies": A.CLINICAL_WRITE,
     "medications": A.CLINICAL_WRITE,
+    "dispenses": A.CLINICAL_WRITE,
     "history": A.CLINICAL_WRITE,
     "lifestyle": A.CLINICAL_WRITE,
     "visits": A.CLINICAL_WRITE,

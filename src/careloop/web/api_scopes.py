@@ -38,6 +38,7 @@ RECORD_TYPES: dict[str, str] = {
     "conditions": "Condition",
     "allergies": "AllergyIntolerance",
     "medications": "MedicationRequest",
+    "dispenses": "MedicationDispense",
     "history": "Condition",  # past, surgical and family history
     "lifestyle": "Observation",  # social history
     "visits": "Encounter",
