@@ -344,3 +344,45 @@ def test_include_needs_read_permission_on_the_included_type(fhir: Any, cardio_pa
         {"_include": ["Encounter:service-provider", "Encounter:patient"]},
     ).json()
     assert [e["resource"]["resourceType"] for e in found["entry"]] == ["Encounter"]
+
+
+def test_an_order_without_dosing_instructions_is_listed_not_reminded(
+    fhir: Any, clinic: Any
+) -> None:
+    from careloop.reminders import models as rm
+    from tests.support.clinic import utc
+
+    p = clinic.patient()
+    clinic.enrol(p, "hypertension", now=utc(2026, 3, 1, 16, 0))
+    sent = prescription(p.pk, name="Hydrochlorothiazide 25 MG")
+    del sent["dosageInstruction"]
+    client = fhir(clinic.actor.user.username)
+    created = client.post("/fhir/MedicationRequest", sent)
+    assert created.status_code == 201, created.content
+    row = pm.Medication.objects.get(pk=created.json()["id"])
+    assert (row.frequency, row.dose, row.unit) == ("ud", None, "")
+    assert not [
+        o
+        for o in rm.Occurrence.objects.filter(patient=p, kind="medication")
+        if o.payload.get("medication_id") == row.pk
+    ]
+    got = client.get(f"/fhir/MedicationRequest/{row.pk}").json()
+    assert "dosageInstruction" not in got  # read back as sent
+    page = Client_for(clinic).get(f"/patients/{p.pk}/tab/medications/")
+    assert "Hydrochlorothiazide 25 MG" in page.content.decode()
+    # A scheduled order still needs its amount.
+    scheduled = prescription(p.pk)
+    del scheduled["dosageInstruction"][0]["doseAndRate"]
+    refused = client.post("/fhir/MedicationRequest", scheduled)
+    assert refused.status_code == 422
+    assert refused.json()["issue"][0]["expression"] == [
+        "MedicationRequest.dosageInstruction.doseAndRate.doseQuantity"
+    ]
+
+
+def Client_for(clinic: Any) -> Any:  # noqa: N802 - reads like the class it returns
+    from django.test import Client
+
+    client = Client()
+    client.force_login(clinic.actor.user)
+    return client

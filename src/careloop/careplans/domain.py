@@ -34,7 +34,7 @@ DOSE_TIMES: dict[str, tuple[str, ...]] = {
     "qw": ("08:00",),
 }
 # prn (as needed) and st (at once) have no schedule to remind of.
-UNSCHEDULED_FREQUENCIES = frozenset({"prn", "st"})
+UNSCHEDULED_FREQUENCIES = frozenset({"prn", "st", "ud"})
 ANCHORS = ("enrolment", "discharge", "last_visit")
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 MAX_PER_ACTIVITY_DAY = 12

@@ -62,7 +62,7 @@ def contexts_for(patients: Sequence[pm.Patient], today: date) -> dict[int, Patie
             domain.Prescription(
                 id=pk,
                 name=name,
-                dose=f"{dose.normalize():f}",
+                dose=f"{dose.normalize():f}" if dose is not None else "",
                 unit=unit,
                 frequency=frequency,
                 start=start,

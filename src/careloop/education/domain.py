@@ -251,6 +251,7 @@ FREQUENCY_WORDS: dict[str, Words] = {
     "qw": {"en": "once a week", "zh-hans": "每周1次"},
     "prn": {"en": "only when needed", "zh-hans": "需要时服用"},
     "st": {"en": "once, straight away", "zh-hans": "立即使用1次"},
+    "ud": {"en": "as your doctor directed", "zh-hans": "遵医嘱"},
 }
 
 ROUTE_WORDS: dict[str, Words] = {
@@ -298,6 +299,8 @@ def dose_times(frequency: str, overrides: Mapping[str, Sequence[str]]) -> list[s
 
 
 def format_dose(dose: Any, unit: str) -> str:
+    if dose is None:
+        return ""  # an order received without an amount
     text = f"{dose:f}" if hasattr(dose, "as_tuple") else str(dose)
     if "." in text:
         text = text.rstrip("0").rstrip(".")

@@ -294,6 +294,13 @@ class MedicationForm(RecordForm):
         start, end = data.get("start_date"), data.get("end_date")
         if start and end and end < start:
             self.add_error("end_date", _("The end date is before the start date."))
+        if data.get("frequency") not in (m.Frequency.UD, m.Frequency.PRN):
+            # A scheduled medicine needs its amount: reminders say how much to take. Only an
+            # order to be taken as needed or as directed may come without one.
+            if data.get("dose") is None and "dose" not in self.errors:
+                self.add_error("dose", _("This field is required."))
+            if not data.get("unit") and "unit" not in self.errors:
+                self.add_error("unit", _("This field is required."))
         return data
 
 

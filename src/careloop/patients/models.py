@@ -225,6 +225,8 @@ class Frequency(models.TextChoices):
     QW = "qw", _("qw — once a week")
     PRN = "prn", _("prn — as needed")
     ST = "st", _("st — at once")
+    # An order received from another system without dosing instructions: listed, never reminded.
+    UD = "ud", _("ud — as directed")
 
 
 class Route(models.TextChoices):
@@ -249,8 +251,9 @@ class Medication(PatientRecord):
 
     name = models.CharField(_("medicine"), max_length=200)
     code = models.CharField(_("code"), max_length=40, blank=True)
-    dose = models.DecimalField(_("dose"), max_digits=10, decimal_places=3)
-    unit = models.CharField(_("unit"), max_length=20)
+    # Empty only for an order received without dosing instructions (frequency "ud").
+    dose = models.DecimalField(_("dose"), max_digits=10, decimal_places=3, null=True, blank=True)
+    unit = models.CharField(_("unit"), max_length=20, blank=True)
     route = models.CharField(_("route"), max_length=4, choices=Route.choices, default=Route.PO)
     frequency = models.CharField(_("frequency"), max_length=4, choices=Frequency.choices)
     start_date = models.DateField(_("start"), null=True, blank=True)

@@ -834,7 +834,7 @@ def plan_for(actor: PortalActor, patient: pm.Patient) -> dict[str, Any]:
         medicines.append(
             MedicineText(
                 name=rx.name,
-                amount=f"{rx.dose.normalize():f} {rx.unit}".strip(),
+                amount=f"{rx.dose.normalize():f} {rx.unit}".strip() if rx.dose is not None else "",
                 # "qd — once a day": the Latin abbreviation is for staff.
                 how_often=str(frequencies.get(rx.frequency, rx.frequency)).split(" — ", 1)[-1],
                 times=times,

@@ -28,9 +28,16 @@ Frequency mapping:
   A range (``frequencyMax``, ``periodMax``) or days of the week (other than once a week) has
   no CareLoop frequency.
 
+An order with no ``dosageInstruction`` at all, or with one that has neither a timing nor "as
+needed" (exports from other systems often carry only the medicine), is stored as taken "as
+directed" (frequency ud, no dose): it is listed with the patient's medicines and never reminded.
+An order taken as needed may come without a dose; a scheduled one may not, because its
+reminders say how much to take.
+
 A timing that maps onto none of these is refused, and so is a dose range (CareLoop records
-one dose per administration). Writes go through patients.services like the staff form, so an
-active prescription makes dose reminders exactly as it does there.
+one dose per administration). Entries reported by the patient or another provider
+(MedicationStatement) are not MedicationRequests. Writes go through patients.services like
+the staff form, so an active prescription makes dose reminders exactly as it does there.
 """
 
 from __future__ import annotations
@@ -39,10 +46,11 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from careloop.accounts.actor import Actor
 from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
 from careloop.fhir.resources import sent
@@ -290,6 +298,10 @@ class MedicationRequestMapper(c.PatientRecordMapper):
         super().keep(obj, resource)
         sent.remember(obj, resource, "subject")
 
+    def visible(self, actor: Actor) -> QuerySet[Any]:
+        # Entries reported by the patient or another provider are MedicationStatements only.
+        return super().visible(actor).exclude(origin=pm.Medication.Origin.REPORTED)
+
     def field_value(self, obj: Any, name: str) -> Any:
         value = getattr(obj, name, None)
         if name == "dose" and value is not None:
@@ -300,8 +312,11 @@ class MedicationRequestMapper(c.PatientRecordMapper):
         medicine: dict[str, Any] = {"text": obj.name}
         if obj.code:
             medicine["coding"] = [{"code": obj.code, "display": obj.name}]
-        dosage: dict[str, Any] = {"text": f"{obj.dose.normalize():f} {obj.unit} {obj.frequency}"}
-        if obj.frequency == "prn":
+        amount = f"{obj.dose.normalize():f} {obj.unit} " if obj.dose is not None else ""
+        dosage: dict[str, Any] = {"text": f"{amount}{obj.frequency}"}
+        if obj.frequency == "ud":
+            dosage["text"] = "as directed"
+        elif obj.frequency == "prn":
             dosage["asNeededBoolean"] = True
         elif obj.frequency == "st":
             dosage["timing"] = {"repeat": {"count": 1}}
@@ -311,9 +326,10 @@ class MedicationRequestMapper(c.PatientRecordMapper):
             }
         if obj.route in _ROUTE_OUT:
             dosage["route"] = {"coding": [{"system": c.SNOMED, "code": _ROUTE_OUT[obj.route]}]}
-        if obj.end_date and obj.frequency not in ("prn", "st"):
+        if obj.end_date and obj.frequency not in ("prn", "st", "ud"):
             dosage["timing"]["repeat"] = {"boundsPeriod": {"end": obj.end_date.isoformat()}}
-        dosage["doseAndRate"] = [{"doseQuantity": {"value": float(obj.dose), "unit": obj.unit}}]
+        if obj.dose is not None:
+            dosage["doseAndRate"] = [{"doseQuantity": {"value": float(obj.dose), "unit": obj.unit}}]
         out: dict[str, Any] = {
             "status": obj.status,
             "intent": "order",
@@ -346,7 +362,9 @@ class MedicationRequestMapper(c.PatientRecordMapper):
         name, code = medicine_of(resource, "MedicationRequest")
         dosages = [d for d in resource.get("dosageInstruction") or [] if isinstance(d, dict)]
         if not dosages:
-            raise c.required("MedicationRequest.dosageInstruction")
+            # An order without dosing instructions (common in exports from other systems):
+            # listed with the patient's medicines, never reminded.
+            dosages = [{}]
         if len(dosages) > 1:
             raise c.not_supported(
                 "MedicationRequest.dosageInstruction[1]",
@@ -356,7 +374,8 @@ class MedicationRequestMapper(c.PatientRecordMapper):
                 ),
             )
         dosage = dosages[0]
-        frequency = frequency_of(dosage)
+        as_needed = "asNeededBoolean" in dosage or "asNeededCodeableConcept" in dosage
+        frequency = frequency_of(dosage) if "timing" in dosage or as_needed else "ud"
         if frequency is None:
             raise c.not_supported(
                 "MedicationRequest.dosageInstruction.timing",
@@ -372,7 +391,9 @@ class MedicationRequestMapper(c.PatientRecordMapper):
         quantity = quantity if isinstance(quantity, dict) else {}
         dose = _number(quantity.get("value"))
         unit = quantity.get("unit") or quantity.get("code")
-        if dose is None or not isinstance(unit, str) or not unit:
+        if frequency in ("ud", "prn") and dose is None:
+            unit = ""  # taken as directed or as needed: no fixed amount was sent
+        elif dose is None or not isinstance(unit, str) or not unit:
             raise c.required("MedicationRequest.dosageInstruction.doseAndRate.doseQuantity")
         route = "po"
         for coding in c.codings(dosage.get("route")):
@@ -388,7 +409,7 @@ class MedicationRequestMapper(c.PatientRecordMapper):
             "name": name[:200],
             "code": code[:40],
             "dose": dose,
-            "unit": unit[:20],
+            "unit": str(unit)[:20],
             "route": route,
             "frequency": frequency,
             "start_date": authored[:10]
