@@ -309,7 +309,7 @@ def test_search_check_flags_wrong_answers() -> None:
     assert "found nothing" in ok(_search("condition", "cardiology", 1), 0, [], dept_of)
 
 
-@pytest.mark.parametrize("workload", ["ingest", "rules", "worklist", "fhir"])
+@pytest.mark.parametrize("workload", ["ingest", "rules", "worklist", "fhir", "export"])
 def test_data_in_workloads_tiny_end_to_end(
     workload: str, tmp_path: Path, bench_env: dict[str, str]
 ) -> None:

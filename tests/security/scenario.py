@@ -277,7 +277,8 @@ def report_upload(name: str = "report.pdf") -> SimpleUploadedFile:
 # Apps whose routes need objects of their own (an appointment, a schedule) describe them in a
 # module of their tests with extend(scene), url_values(route, scene) -> dict, and
 # page_body(route, scene, username) / api_body(route, scene), which answer None for a route
-# that is not theirs.
+# that is not theirs; optionally page_headers(route, scene) for request headers a page route
+# requires (e.g. `Prefer: respond-async` of a FHIR $export kick-off).
 SCENE_EXTENSIONS = [
     "tests.appointments.scene",
     "tests.reminders.scene",
@@ -465,9 +466,10 @@ def perform(
     if route.transport == "page":
         client = client or client_for(username)
         url = page_url(route, scene)
+        extra = page_headers(route, scene)
         if route.method == "GET":
-            return client.get(url)
-        return client.post(url, page_body(route, scene, username))
+            return client.get(url, **extra)
+        return client.post(url, page_body(route, scene, username), **extra)
     client = client or Client()
     headers: dict[str, str] = {"HTTP_ACCEPT_LANGUAGE": "en"}
     if username:
@@ -485,6 +487,16 @@ def perform(
     return client.generic(
         route.method, url, data=_json(body), content_type="application/json", **headers
     )
+
+
+def page_headers(route: Route, scene: Scene) -> dict[str, str]:
+    """Request headers the scene extensions ask for on a page route (as test-client META)."""
+    headers: dict[str, str] = {}
+    for extension in extensions():
+        hook = getattr(extension, "page_headers", None)
+        if hook is not None:
+            headers.update(hook(route, scene) or {})
+    return headers
 
 
 def body_of(response: HttpResponse) -> bytes:

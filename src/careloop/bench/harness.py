@@ -26,6 +26,7 @@ WORKLOADS = {
     "rules": "careloop.bench.rules",
     "worklist": "careloop.bench.worklist",
     "fhir": "careloop.bench.fhir",
+    "export": "careloop.bench.export",
 }
 DATABASES = ("sqlite", "postgres")
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"

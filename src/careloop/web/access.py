@@ -362,6 +362,24 @@ PAGES.update(
     }
 )
 
+# FHIR Bulk Data $export (careloop.fhir.bulk): each type exported needs the same role actions
+# and scopes as reading it. The kick-offs answer only asynchronous requests (`Prefer:
+# respond-async` and `Accept: application/fhir+json`; 400 otherwise), which tests/fhir/scene.py
+# sends in the route matrix. A group export holds only types narrowed to patients, which an
+# auditor may not read (403 where the matrix expects any staff role through): its methods are
+# not walked there, and tests/fhir/test_bulk_export.py calls it as every role and anonymously.
+# Status (GET; DELETE cancels) and files answer only the user who started the export; anyone
+# else gets 404.
+PAGES.update(
+    {
+        "fhir:export": Page(FHIR),
+        "fhir:patient_export": Page(FHIR),
+        "fhir:group_export": Page(FHIR, ()),
+        "fhir:export_status": Page(FHIR),
+        "fhir:export_file": Page(FHIR),
+    }
+)
+
 # URL-name patterns covered by one rule.
 PAGE_PREFIXES: dict[str, Requirement] = {
     "admin:*": ADMIN_SITE,
