@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "careloop.engagement",
     "careloop.fhir",
     "careloop.onboarding",
+    "careloop.subscriptions",
     "careloop.web",
 ]
 

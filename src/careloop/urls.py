@@ -39,6 +39,7 @@ urlpatterns = [
     path("fhir/", include("careloop.fhir.urls")),
     path("tokens/", include("careloop.accounts.urls")),
     path("hl7/", include("careloop.hl7v2.urls")),
+    path("subscriptions/", include("careloop.subscriptions.urls")),
     path("api/", api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -48,7 +48,7 @@ def test_metadata_lists_the_registry(fhir: Any) -> None:
         "Practitioner", "Organization", "PractitionerRole", "CareTeam", "CarePlan", "Task", "Flag",
         "Schedule", "Slot", "Appointment", "Questionnaire", "QuestionnaireResponse",
         "Communication", "MedicationDispense", "MedicationStatement", "Consent", "Provenance",
-        "AuditEvent",
+        "AuditEvent", "Subscription",
     }  # fmt: skip
     codes = {i["code"] for i in types["Condition"]["interaction"]}
     assert codes == {

@@ -436,7 +436,7 @@ def create(
         if found is not None:
             _audit_read(caller, mapper, found, "read")
             return Result(200, mapper.read(found), version_headers(mapper, found))
-    obj, created = mapper.create(Context(caller.actor, references), resource)
+    obj, created = mapper.create(Context(caller.actor, references, caller.scopes), resource)
     headers = version_headers(mapper, obj)
     headers["Location"] = (
         f"{base}{resource_type}/{mapper.id_of(obj)}/_history/{mapper.version_of(obj)}"
@@ -476,7 +476,7 @@ def update(
             expression="If-Match",
         )
     _check_patient_context(caller, mapper, resource, references, "update")
-    obj = mapper.update(Context(caller.actor, references), obj, resource, expected)
+    obj = mapper.update(Context(caller.actor, references, caller.scopes), obj, resource, expected)
     return Result(200, mapper.read(obj), version_headers(mapper, obj))
 
 
@@ -494,7 +494,7 @@ def delete(caller: Caller, resource_type: str, ident: str, if_match: str | None)
             code="conflict",
             expression="If-Match",
         )
-    mapper.delete(Context(caller.actor), obj, current)
+    mapper.delete(Context(caller.actor, None, caller.scopes), obj, current)
     return Result(204)
 
 

@@ -51,6 +51,7 @@ RESOURCE_MODULES = (
     "careloop.fhir.resources.careplan",
     "careloop.fhir.resources.task",
     "careloop.fhir.resources.flag",
+    "careloop.fhir.resources.subscription",
     "careloop.fhir.resources.scheduling",
     "careloop.fhir.resources.questionnaire",
     "careloop.fhir.resources.communication",
@@ -98,9 +99,13 @@ class History:
 class Context:
     """What a write needs besides the resource: the actor and how references resolve."""
 
-    def __init__(self, actor: Actor, references: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, actor: Actor, references: dict[str, str] | None = None, scopes: Any = None
+    ) -> None:
         self.actor = actor
         self.references = references or {}
+        # The token's SMART scopes (careloop.fhir.scopes.Scopes); None for a staff session.
+        self.scopes = scopes
 
     def reference_id(self, reference: Any, expected_type: str, expression: str) -> str:
         """The local id a reference (``Patient/12``, a rewritten ``urn:uuid:``) points to."""

@@ -1091,6 +1091,14 @@ class Dispatcher:
         self.alert_jobs()
         stats = run_once(self.worker, limit=self.batch)
         self.total.add(stats)
+        try:
+            # FHIR rest-hook notifications, after the reminders: a slow subscriber's endpoint
+            # never holds up a patient's reminder.
+            from careloop.subscriptions import delivery as subscription_delivery
+
+            subscription_delivery.periodic(self.worker)
+        except Exception:
+            log.exception("sending subscription notifications failed; will try again")
         return stats
 
     def run(self, *, until_idle: bool = False) -> Stats:

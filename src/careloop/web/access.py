@@ -346,6 +346,19 @@ PAGES.update(
     }
 )
 
+# FHIR subscriptions (careloop.subscriptions.views): organisation admins see every subscription
+# of their organisation with its deliveries, retry or turn them off, and keep the allow-list of
+# internal endpoint hosts. Creating subscriptions is the FHIR Subscription type (API_TOKEN).
+PAGES.update(
+    {
+        "subscriptions:list": Page((A.ORG_MANAGE,)),
+        "subscriptions:retry": Page((A.ORG_MANAGE,), _POST),
+        "subscriptions:off": Page((A.ORG_MANAGE,), _POST),
+        "subscriptions:allow_host": Page((A.ORG_MANAGE,), _POST),
+        "subscriptions:remove_host": Page((A.ORG_MANAGE,), _POST),
+    }
+)
+
 # The FHIR R4 interface (careloop.fhir): the CapabilityStatement is public; every other route
 # authorises per resource type and interaction (see FHIR above). Writes (POST of a resource or
 # a Bundle, PUT, DELETE) take a FHIR JSON body and are exercised by tests/fhir.
