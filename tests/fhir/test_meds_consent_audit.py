@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import reverse
 
 from careloop.accounts import services as accounts
+from careloop.accounts.models import Staff
 from careloop.accounts.roles import Role
 from careloop.audit.models import AuditEvent
 from careloop.kit.errors import StaleVersion, ValidationFailed
@@ -177,6 +178,7 @@ def test_dispensings_are_shown_with_the_medications(world: Any, cardio_patient: 
         {"name": "Metformin XR", "quantity": "60", "quantity_unit": "tablet",
          "days_supply": 30, "when_handed_over": "2025-03-04"},
     )  # fmt: skip
+    Staff.objects.filter(username="nurse.cardiology").update(language="en")
     client = Client(HTTP_ACCEPT_LANGUAGE="en")
     assert client.login(username="nurse.cardiology", password=PASSWORD)
     page = client.get(reverse("patients:tab", args=[cardio_patient.pk, "medications"]))
