@@ -120,9 +120,7 @@ class ObservationMapper(Mapper):
         sent.remember(obj, resource, "subject")
 
     def visible(self, actor: Actor) -> QuerySet[Any]:
-        return om.Observation.objects.filter(
-            patient_id__in=selectors.visible_patients(actor).values("pk")
-        )
+        return om.Observation.objects.filter(c.of_visible_patients(actor))
 
     def last_updated(self, obj: Any) -> Any:
         return obj.created_at
