@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -183,4 +184,33 @@ def create_staff(
     staff.save()
     for dept in department_ids or []:
         Membership.objects.create(staff=staff, department_id=dept)
+    return staff
+
+
+def service_account(org: Any, username: str, display_name: str) -> Staff:
+    """An interface's account (HL7 v2 feed, FHIR import): it cannot sign in and holds the
+    department-head role in every department of the organisation, so its writes go through
+    the same checks as a member of staff registering patients and recording their care."""
+    from django.contrib.auth.hashers import make_password
+    from django.db import IntegrityError
+
+    from careloop.accounts.models import Department
+
+    staff = Staff.objects.filter(username=username).first()
+    if staff is None:
+        try:
+            with transaction.atomic():
+                staff = Staff.objects.create(
+                    username=username,
+                    organisation=org,
+                    role=Role.DEPT_HEAD,
+                    display_name=display_name,
+                    password=make_password(None),  # no password: it cannot sign in
+                )
+        except IntegrityError:  # another connection created it a moment ago
+            staff = Staff.objects.get(username=username)
+    have = set(Membership.objects.filter(staff=staff).values_list("department_id", flat=True))
+    for dept_id in Department.objects.filter(organisation=org).values_list("pk", flat=True):
+        if dept_id not in have:
+            Membership.objects.get_or_create(staff=staff, department_id=dept_id)
     return staff

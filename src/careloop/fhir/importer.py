@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.hashers import make_password
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils.translation import gettext as _
 
+from careloop.accounts import services as accounts
 from careloop.accounts.actor import Actor
-from careloop.accounts.models import Department, Membership, Organisation, Staff
-from careloop.accounts.roles import Role
+from careloop.accounts.models import Department, Organisation
 from careloop.fhir import engine, registry
 from careloop.fhir.outcome import FhirError
 from careloop.fhir.scopes import Scopes
@@ -229,23 +228,7 @@ def import_actor(org: Organisation) -> Actor:
     interface does): department head in every department, so its writes go through the same
     checks as a member of staff registering patients and recording their care."""
     username = f"fhir-import.{org.code}"
-    staff = Staff.objects.filter(username=username).first()
-    if staff is None:
-        try:
-            with transaction.atomic():
-                staff = Staff.objects.create(
-                    username=username,
-                    organisation=org,
-                    role=Role.DEPT_HEAD,
-                    display_name="FHIR import",
-                    password=make_password(None),  # no password: it cannot sign in
-                )
-        except IntegrityError:  # another connection created it a moment ago
-            staff = Staff.objects.get(username=username)
-    have = set(Membership.objects.filter(staff=staff).values_list("department_id", flat=True))
-    for dept_id in Department.objects.filter(organisation=org).values_list("pk", flat=True):
-        if dept_id not in have:
-            Membership.objects.get_or_create(staff=staff, department_id=dept_id)
+    staff = accounts.service_account(org, username, "FHIR import")
     return Actor(user=staff, source="fhir-import", channel="fhir-import")
 
 

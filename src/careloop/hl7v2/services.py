@@ -13,14 +13,13 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from careloop.accounts import services as accounts
 from careloop.accounts.actor import Actor
-from careloop.accounts.models import Department, Membership, Organisation, Staff
-from careloop.accounts.roles import Role
+from careloop.accounts.models import Department, Organisation
 from careloop.audit import services as audit
 from careloop.hl7v2 import ack
 from careloop.hl7v2 import models as hm
@@ -78,23 +77,7 @@ def interface_actor(org: Organisation) -> Actor:
     patients and write clinical records, exactly the checks a member of staff goes through.
     """
     username = f"hl7.{org.code}"
-    staff = Staff.objects.filter(username=username).first()
-    if staff is None:
-        try:
-            with transaction.atomic():
-                staff = Staff.objects.create(
-                    username=username,
-                    organisation=org,
-                    role=Role.DEPT_HEAD,
-                    display_name="HL7 v2 interface",
-                    password=make_password(None),  # no password: it cannot sign in
-                )
-        except IntegrityError:  # another connection created it a moment ago
-            staff = Staff.objects.get(username=username)
-    have = set(Membership.objects.filter(staff=staff).values_list("department_id", flat=True))
-    for dept_id in Department.objects.filter(organisation=org).values_list("pk", flat=True):
-        if dept_id not in have:
-            Membership.objects.get_or_create(staff=staff, department_id=dept_id)
+    staff = accounts.service_account(org, username, "HL7 v2 interface")
     return Actor(user=staff, source="hl7v2", channel="hl7v2")
 
 

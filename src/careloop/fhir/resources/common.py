@@ -133,6 +133,20 @@ def required(element: str) -> FhirError:
     return FhirError.of(422, _("This element is required."), code="required", expression=element)
 
 
+def record_params(**more: Any) -> dict[str, Any]:
+    """The search parameters of every patient record type (``_id``, ``_lastUpdated``,
+    ``patient``, ``subject``) and the type's own."""
+    from careloop.fhir.registry import SearchParam
+
+    return {
+        "_id": SearchParam("token", lambda s, v: id_param()(v)),
+        "_lastUpdated": SearchParam("date", last_updated_param()),
+        "patient": SearchParam("reference", patient_param()),
+        "subject": SearchParam("reference", patient_param()),
+        **more,
+    }
+
+
 def of_visible_patients(actor: Actor, field: str = "patient_id") -> Q:
     """Rows of the patients the actor may see, as a correlated EXISTS: a search for one patient's
     rows probes that patient only, instead of listing every visible patient first."""

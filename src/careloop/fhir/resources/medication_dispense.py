@@ -153,16 +153,12 @@ class MedicationDispenseMapper(c.PatientRecordMapper):
     record_kind = "dispenses"
     field_elements = _FIELDS
     moved_message = gettext_lazy("A dispensing cannot be moved to another patient.")
-    search_params = {
-        "_id": SearchParam("token", lambda s, v: c.id_param()(v)),
-        "_lastUpdated": SearchParam("date", c.last_updated_param()),
-        "patient": SearchParam("reference", c.patient_param()),
-        "subject": SearchParam("reference", c.patient_param()),
-        "prescription": SearchParam("reference", _prescription),
-        "status": SearchParam("token", _status),
-        "code": SearchParam("token", _code),
-        "whenhandedover": SearchParam("date", lambda r: r.q("when_handed_over", dates=True)),
-    }
+    search_params = c.record_params(
+        prescription=SearchParam("reference", _prescription),
+        status=SearchParam("token", _status),
+        code=SearchParam("token", _code),
+        whenhandedover=SearchParam("date", lambda r: r.q("when_handed_over", dates=True)),
+    )
     sorts = {"_id": "pk", "_lastUpdated": "updated_at", "whenhandedover": "when_handed_over"}
     include_targets = {"patient": "Patient", "subject": "Patient"}
     elements = {

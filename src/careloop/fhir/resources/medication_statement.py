@@ -86,15 +86,11 @@ class MedicationStatementMapper(c.PatientRecordMapper):
     record_kind = "medications"
     interactions = READ_ONLY | {"create"}
     field_elements = _FIELDS
-    search_params = {
-        "_id": SearchParam("token", lambda s, v: c.id_param()(v)),
-        "_lastUpdated": SearchParam("date", c.last_updated_param()),
-        "patient": SearchParam("reference", c.patient_param()),
-        "subject": SearchParam("reference", c.patient_param()),
-        "status": SearchParam("token", _status),
-        "code": SearchParam("token", _code),
-        "effective": SearchParam("date", lambda r: r.q("start_date", dates=True)),
-    }
+    search_params = c.record_params(
+        status=SearchParam("token", _status),
+        code=SearchParam("token", _code),
+        effective=SearchParam("date", lambda r: r.q("start_date", dates=True)),
+    )
     sorts = {"_id": "pk", "_lastUpdated": "updated_at", "effective": "start_date"}
     include_targets = {"patient": "Patient", "subject": "Patient"}
     elements = {
