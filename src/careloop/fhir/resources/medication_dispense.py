@@ -7,6 +7,7 @@ of the same patient's prescriptions (``MedicationRequest/<id>``). ``quantity`` i
 value and unit; ``daysSupply`` must be a whole number of days (UCUM ``d``) and is what adherence
 (proportion of days covered) counts. ``whenHandedOver`` is stored as the date in the time zone of
 the patient's organisation; a completed dispensing needs it. Every R4 status is kept as sent.
+The ``display`` and ``type`` sent beside ``subject`` read back as sent (see ``sent``).
 
 Writes go through patients.services (record kind ``dispenses``) like the staff form: versioned,
 audited, soft-deleted. A dispensing created here has source ``fhir``; an update leaves the
@@ -26,6 +27,7 @@ from django.utils.translation import gettext_lazy
 
 from careloop.fhir.registry import Context, SearchParam, register
 from careloop.fhir.resources import common as c
+from careloop.fhir.resources import sent
 from careloop.patients import models as pm
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -171,6 +173,10 @@ class MedicationDispenseMapper(c.PatientRecordMapper):
     }
     generated = frozenset({"subject"})
 
+    def keep(self, obj: Any, resource: dict[str, Any]) -> None:
+        super().keep(obj, resource)
+        sent.remember(obj, resource, "subject")  # the display sent beside the patient
+
     def field_value(self, obj: Any, name: str) -> Any:
         if name == "prescription":
             return obj.prescription_id
@@ -183,7 +189,7 @@ class MedicationDispenseMapper(c.PatientRecordMapper):
         out: dict[str, Any] = {
             "status": obj.status,
             "medicationCodeableConcept": medicine_concept(obj.name, obj.code, obj.code_system),
-            "subject": {"reference": f"Patient/{obj.patient_id}"},
+            "subject": sent.reference(obj, "subject", f"Patient/{obj.patient_id}"),
             "daysSupply": {
                 "value": obj.days_supply,
                 "unit": "d",
