@@ -68,6 +68,8 @@ class Task(models.Model):
                 name="task_open_dept_due",
             ),
             models.Index(fields=["patient", "created_at"], name="task_patient_at"),
+            # Completion and coverage figures read a month of tasks by due time.
+            models.Index(fields=["organisation", "due_at"], name="task_org_due"),
             # The worklist counts and pages today's open tasks from the index alone.
             models.Index(
                 fields=["organisation", "department", "due_at", "status", "assignee"],

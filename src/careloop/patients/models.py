@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from careloop.accounts.models import CareTeam, Department, Organisation
+from careloop.kit.clock import utc_now
 from careloop.kit.crypto import EncryptedTextField, blind_index
 from careloop.kit.identifiers import phone_tail
 
@@ -65,6 +70,11 @@ class Patient(Versioned):
     quiet_hours_start = models.TimeField(_("quiet hours from"), null=True, blank=True)
     quiet_hours_end = models.TimeField(_("quiet hours until"), null=True, blank=True)
     deceased_on = models.DateField(_("date of death"), null=True, blank=True)
+    # The day the patient was registered, in the organisation's time zone (analytics count
+    # months since registration from it). Filled on first save when not given; NULL only for
+    # rows bulk-inserted without it, which analytics read as created_at's day in the
+    # organisation's zone.
+    registered_on = models.DateField(_("registered on"), null=True, blank=True)
     merged_into = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_from"
     )
@@ -88,11 +98,22 @@ class Patient(Versioned):
         self.national_id_index = (
             blind_index("national_id", self.national_id) if self.national_id else ""
         )
+        if self.registered_on is None and self.organisation_id:
+            self.registered_on = _organisation_today(self.organisation)
         super().save(*args, **kwargs)
 
     @property
     def is_active(self) -> bool:
         return self.merged_into_id is None
+
+
+def _organisation_today(organisation: Organisation) -> date:
+    """Today in the organisation's time zone (Asia/Shanghai when the zone is unknown)."""
+    try:
+        zone = ZoneInfo(organisation.time_zone)
+    except (ValueError, KeyError):
+        zone = ZoneInfo("Asia/Shanghai")
+    return utc_now().astimezone(zone).date()
 
 
 class PatientDepartment(models.Model):
@@ -340,7 +361,21 @@ class Dispense(PatientRecord):
         verbose_name = _("dispensing")
         verbose_name_plural = _("dispensings")
         indexes = [
-            models.Index(fields=["patient", "when_handed_over"], name="dispense_patient_date")
+            models.Index(fields=["patient", "when_handed_over"], name="dispense_patient_date"),
+            # PDC reads a whole organisation's fills for a period from this index alone.
+            models.Index(
+                fields=[
+                    "organisation",
+                    "when_handed_over",
+                    "patient",
+                    "days_supply",
+                    "drug_class",
+                    "code",
+                    "name",
+                ],
+                condition=Q(status="completed", deleted_at__isnull=True),
+                name="dispense_pdc",
+            ),
         ]
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.forms import BaseForm, BaseModelForm
+from django.forms import BaseForm, BaseModelForm, DateField
 from django.forms.models import construct_instance
 from django.utils.translation import gettext_lazy as _
 
@@ -27,6 +29,21 @@ PATIENT_FIELDS: list[str] = list(f.PatientForm.Meta.fields)
 
 def form_errors(form: BaseForm) -> dict[str, list[str]]:
     return {name: [str(e) for e in errs] for name, errs in form.errors.items()}
+
+
+def _registered_on(data: dict[str, Any]) -> date | None:
+    """The optional "registered_on" of new-patient input (a date or "YYYY-MM-DD"; not in the
+    future). None when absent: the patient is then registered today, in the organisation's
+    time zone (Patient.save)."""
+    raw = data.get("registered_on")
+    if raw in (None, ""):
+        return None
+    try:
+        value = DateField().clean(raw)
+        f._not_future(value)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(details={"registered_on": [str(m) for m in exc.messages]}) from exc
+    return value  # type: ignore[no-any-return]
 
 
 def _validate(form: BaseModelForm) -> BaseModelForm:
@@ -166,6 +183,7 @@ def create_patient(
         **data,
     }
     form = _validate(f.PatientForm(initial))
+    registered_on = _registered_on(data)
     department = _department_for(actor, department_id)
     clean = form.cleaned_data
     with transaction.atomic():
@@ -197,14 +215,24 @@ def create_patient(
                         "can_confirm": match != "national_id",
                     },
                 )
-        return _register(actor, form, department, {"department": department.pk})
+        return _register(
+            actor, form, department, {"department": department.pk}, registered_on=registered_on
+        )
 
 
-def _register(actor: Actor, form: Any, department: Department, detail: dict[str, Any]) -> m.Patient:
+def _register(
+    actor: Actor,
+    form: Any,
+    department: Department,
+    detail: dict[str, Any],
+    *,
+    registered_on: date | None = None,
+) -> m.Patient:
     """Save a validated new patient in the actor's organisation and department, versioned and
     audited (inside the caller's transaction)."""
     patient = form.save(commit=False)
     patient.organisation_id = actor.organisation_id
+    patient.registered_on = registered_on
     patient.created_by = patient.updated_by = actor.user
     patient.save()
     _save_phones(patient, form.cleaned_data["phones"], new=True)
@@ -482,10 +510,15 @@ def create_patient_from_feed(
         **data,
     }
     form = _validate(_FeedPatientForm(initial))
+    registered_on = _registered_on(data)
     department = _department_for(actor, department_id)
     with transaction.atomic():
         return _register(
-            actor, form, department, {"department": department.pk, "via": actor.channel}
+            actor,
+            form,
+            department,
+            {"department": department.pk, "via": actor.channel},
+            registered_on=registered_on,
         )
 
 
