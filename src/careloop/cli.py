@@ -26,6 +26,7 @@ COMMANDS = {
     "portal": "patient portal tools: `careloop portal invite --patient ID`",
     "questionnaires": "load or list the shipped questionnaires: `careloop questionnaires load`",
     "hl7": "HL7 v2 interface: `careloop hl7 load FILE...|listen --port 2575|replay ID|--failed`",
+    "analytics": "analytics state: `careloop analytics refresh [--full] [--organisation CODE]`",
 }
 # Commands whose name has a dash, and the Django command that runs them.
 COMMAND_MODULES = {"import-readings": "import_readings", "import": "import_patients"}

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "careloop.fhir",
     "careloop.onboarding",
     "careloop.subscriptions",
+    "careloop.analytics",
     "careloop.web",
 ]
 
@@ -253,6 +254,12 @@ AUDIT_RETENTION_DAYS = int(env("AUDIT_RETENTION_DAYS") or 365)
 # turn a waiting patient is told that it is near.
 APPOINTMENT_SLOT_DAYS = int(env("APPOINTMENT_SLOT_DAYS") or 28)
 QUEUE_NEAR_POSITIONS = int(env("QUEUE_NEAR_POSITIONS") or 3)
+
+# Analytics: how long after its due time a worklist task may be closed and still count as
+# completed on time (metrics.md, completion rate).
+ANALYTICS_TASK_GRACE_HOURS = int(env("ANALYTICS_TASK_GRACE_HOURS") or 24)
+# 规范管理率: follow-ups a year a managed patient needs to count as managed per the standard.
+ANALYTICS_CHINA_FOLLOWUPS_PER_YEAR = int(env("ANALYTICS_CHINA_FOLLOWUPS_PER_YEAR") or 4)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,1 @@
+"""Metrics of docs/metrics.md, dashboards, exports and monthly reports (R12)."""
