@@ -27,6 +27,7 @@ WORKLOADS = {
     "worklist": "careloop.bench.worklist",
     "fhir": "careloop.bench.fhir",
     "export": "careloop.bench.export",
+    "analytics": "careloop.bench.analytics",
 }
 DATABASES = ("sqlite", "postgres")
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
