@@ -27,6 +27,8 @@ COMMANDS = {
     "questionnaires": "load or list the shipped questionnaires: `careloop questionnaires load`",
     "hl7": "HL7 v2 interface: `careloop hl7 load FILE...|listen --port 2575|replay ID|--failed`",
     "analytics": "analytics state: `careloop analytics refresh [--full] [--organisation CODE]`",
+    "report": "monthly department report (PDF): "
+    "`careloop report monthly --department CODE --month YYYY-MM [--out FILE] [--send]`",
 }
 # Commands whose name has a dash, and the Django command that runs them.
 COMMAND_MODULES = {"import-readings": "import_readings", "import": "import_patients"}

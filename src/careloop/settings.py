@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "careloop.onboarding",
     "careloop.subscriptions",
     "careloop.analytics",
+    "careloop.analytics.reports",
     "careloop.web",
 ]
 

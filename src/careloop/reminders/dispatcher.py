@@ -1045,6 +1045,12 @@ class Dispatcher:
         self._last_top_up = 0.0
         self._last_sweep = 0.0
         self._last_notify = 0.0
+        from careloop.analytics.state import Periodic as AnalyticsRefresh
+
+        self.analytics_refresh = AnalyticsRefresh()
+        # The monthly department report e-mails (careloop.analytics.reports): at most hourly.
+        self.report_every = 3600.0
+        self._last_report = 0.0
 
     def alert_jobs(self) -> None:
         """The alerts' periodic work: the absence and missed-dose sweeps and escalation every
@@ -1060,6 +1066,10 @@ class Dispatcher:
                     job()
                 except Exception:
                     log.exception("alert sweep %s failed; will try again", job.__name__)
+        try:
+            self.analytics_refresh()  # incremental, every 10 minutes (careloop.analytics.state)
+        except Exception:
+            log.exception("refreshing the analytics state failed; will try again")
         if sending.woken() or _time.monotonic() - self._last_notify > self.notify_every:
             self._last_notify = _time.monotonic()
             try:
@@ -1089,6 +1099,14 @@ class Dispatcher:
             except Exception:
                 log.exception("pushing education by plan stage failed; will try again")
         self.alert_jobs()
+        if _time.monotonic() - self._last_report > self.report_every or not self._last_report:
+            self._last_report = _time.monotonic()
+            try:
+                from careloop.analytics.reports import services as report_services
+
+                report_services.send_due(utc_now())
+            except Exception:
+                log.exception("sending the monthly department reports failed; will try again")
         stats = run_once(self.worker, limit=self.batch)
         self.total.add(stats)
         try:

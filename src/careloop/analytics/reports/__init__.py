@@ -1,0 +1,1 @@
+"""Monthly department reports (PDF) and their e-mail schedule."""
