@@ -40,6 +40,9 @@ urlpatterns = [
     path("tokens/", include("careloop.accounts.urls")),
     path("hl7/", include("careloop.hl7v2.urls")),
     path("subscriptions/", include("careloop.subscriptions.urls")),
+    path("analytics/reports/", include("careloop.analytics.reports.urls")),
+    path("analytics/estimates/", include("careloop.analytics.estimate_urls")),
+    path("analytics/", include("careloop.analytics.urls")),
     path("api/", api.urls),
     path("admin/", admin.site.urls),
 ]

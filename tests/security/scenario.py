@@ -299,6 +299,9 @@ SCENE_EXTENSIONS = [
     "tests.security.token_scene",
     "tests.hl7v2.scene",
     "tests.subscriptions.scene",
+    "tests.analytics.scene",
+    "tests.analytics.estimates_scene",
+    "tests.analytics.report_scene",
 ]
 
 

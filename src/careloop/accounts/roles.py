@@ -43,6 +43,8 @@ class Action(StrEnum):
     TASK_WORK = "task.work"
     APPOINTMENT_BOOK = "appointment.book"
     SCHEDULE_MANAGE = "schedule.manage"
+    # The analytics dashboards (aggregate figures; drill-down lists also need PATIENT_VIEW).
+    ANALYTICS_VIEW = "analytics.view"
 
 
 _CLINICAL = {
@@ -76,14 +78,23 @@ MATRIX: dict[Role, frozenset[Action]] = {
             Action.REMINDERS_OPERATE,
             Action.SCHEDULE_MANAGE,
             Action.APPOINTMENT_BOOK,
+            Action.ANALYTICS_VIEW,
         }
     ),
     # Department heads also run the reminder operations and the clinic schedules.
     Role.DEPT_HEAD: frozenset(
-        _CLINICAL | {Action.PATIENT_MERGE, Action.REMINDERS_OPERATE, Action.SCHEDULE_MANAGE}
+        _CLINICAL
+        | {
+            Action.PATIENT_MERGE,
+            Action.REMINDERS_OPERATE,
+            Action.SCHEDULE_MANAGE,
+            Action.ANALYTICS_VIEW,
+        }
     ),
-    Role.DOCTOR: frozenset(_CLINICAL | {Action.PATIENT_MERGE}),
-    Role.NURSE: frozenset(_CLINICAL),
+    Role.DOCTOR: frozenset(_CLINICAL | {Action.PATIENT_MERGE, Action.ANALYTICS_VIEW}),
+    # Nurses (care coordinators) run the follow-up work, so they see their departments'
+    # dashboards too (careloop.analytics.selectors: department level, no per-staff tables).
+    Role.NURSE: frozenset(_CLINICAL | {Action.ANALYTICS_VIEW}),
     # Auditors read the audit trail and nothing clinical.
     Role.AUDITOR: frozenset({Action.AUDIT_VIEW, Action.AUDIT_EXPORT}),
 }

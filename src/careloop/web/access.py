@@ -204,6 +204,8 @@ PAGES: dict[str, Page] = {
     "engagement:rewards": Page((A.ORG_MANAGE,), _GET_POST),
     "engagement:reward_edit": Page((A.ORG_MANAGE,), _GET_POST),
     "engagement:rules": Page((A.ORG_MANAGE,), _GET_POST),
+    "analytics_estimates:list": Page((A.ORG_MANAGE,), _GET_POST),
+    "analytics_estimates:delete": Page((A.ORG_MANAGE,), _POST),
     "engagement:redemptions": Page((A.ORG_MANAGE,)),
     "engagement:redemption_fulfil": Page((A.ORG_MANAGE,), _POST),
     "engagement:redemption_cancel": Page((A.ORG_MANAGE,), _POST),
@@ -508,6 +510,33 @@ API.update(
         "POST /api/questionnaires": (A.ORG_MANAGE,),
         "POST /api/questionnaires/assignments": (*_VIEW, A.CLINICAL_WRITE),
         "GET /api/questionnaires/patients/{patient_id}/responses": _CLINICAL_VIEW,
+    }
+)
+
+# Analytics dashboards (careloop.analytics): aggregate figures need ANALYTICS_VIEW; the lists of
+# patients behind a figure (and their downloads) also need PATIENT_VIEW.
+_ANALYTICS = (A.ANALYTICS_VIEW,)
+_ANALYTICS_PATIENTS = (A.ANALYTICS_VIEW, A.PATIENT_VIEW)
+PAGES.update(
+    {
+        "analytics:dashboard": Page(_ANALYTICS),
+        "analytics:card": Page(_ANALYTICS),
+        "analytics:metric": Page(_ANALYTICS),
+        "analytics:metric_export": Page(_ANALYTICS),
+        "analytics:drilldown": Page(_ANALYTICS_PATIENTS),
+        "analytics:drilldown_export": Page(_ANALYTICS_PATIENTS),
+    }
+)
+
+# Monthly department reports (careloop.analytics.reports): organisation admins and department
+# heads (dashboards and the department's schedules); a department outside their scope is 404.
+_REPORTS = (A.ANALYTICS_VIEW, A.SCHEDULE_MANAGE)
+PAGES.update(
+    {
+        "reports:monthly": Page(_REPORTS),
+        "reports:schedules": Page(_REPORTS),
+        "reports:schedule_edit": Page(_REPORTS, _GET_POST),
+        "reports:send_test": Page(_REPORTS, _POST),
     }
 )
 

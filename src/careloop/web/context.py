@@ -26,6 +26,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             "plans": allowed(role, Action.CLINICAL_VIEW),
             "tasks": allowed(role, Action.TASK_WORK),
             "operations": allowed(role, Action.REMINDERS_OPERATE),
+            "analytics": allowed(role, Action.ANALYTICS_VIEW),
             "audit": allowed(role, Action.AUDIT_VIEW),
             "admin": user.is_staff,
             "interfaces": allowed(role, Action.ORG_MANAGE),
