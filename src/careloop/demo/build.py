@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 
@@ -20,6 +21,7 @@ from careloop.appointments import selectors as appointment_selectors
 from careloop.appointments import services as appointment_services
 from careloop.careplans import services as plan_services
 from careloop.channels.models import ChannelConfig
+from careloop.demo import history as demo_history
 from careloop.demo import people
 from careloop.demo import readings as demo_readings
 from careloop.kit.clock import utc_now
@@ -159,10 +161,14 @@ def build(patients: int = 200, seed: int = 7) -> DemoResult:
         plan_services.apply_rules(patient)
     # Home readings come after the plans, so that the rules see the patients as enrolled.
     demo_readings.on_call_rota(org)
+    # The past year's readings and dose answers go to the rules before the last 90 days do.
+    local_today = utc_now().astimezone(ZoneInfo(org.time_zone)).date()
+    demo_history.add_clinical_history(org, seed, local_today)
     demo_readings.add_readings(org, seed)
     demo_readings.missed_follow_ups(org, seed)
     _clinics(rng, depts, staff, actors)
     _portal_content(org, seed, staff, result)
+    demo_history.add_history(org, seed, local_today)
     return result
 
 
