@@ -369,8 +369,9 @@ DOSE_DEFINITION = _(
 DIVERGENCE_DEFINITION = _(
     "Adherence divergence: patients eligible for PDC with doses scheduled by the plan, both "
     "over the same rolling 12 months ending on the month's as-of day. High PDC, low "
-    "confirmation: adherent by PDC in every eligible class but confirmed < 80 % of doses. Low "
-    "PDC, high confirmation: non-adherent by PDC in a class but confirmed ≥ 80 % of doses. "
+    "confirmation: adherent by PDC in every eligible class but share of doses confirmed < 80%. "
+    "Low PDC, high confirmation: non-adherent by PDC in a class but share of doses confirmed "
+    "≥ 80%. "
     "Each ÷ the patients with both measures. Dead patients are excluded."
 )
 
@@ -407,8 +408,8 @@ DOSE_ADHERENCE = register(
             Part("scheduled", _("Doses scheduled"), colour=NEUTRAL),
             Part("confirmed", _("Doses confirmed taken"), colour=INFO),
             Part("patients", _("Patients with scheduled doses"), colour=OTHER),
-            Part("adherent", _("Adherent (≥ 80 % confirmed)"), colour=GOOD),
-            Part("non_adherent", _("Not adherent (< 80 % confirmed)"), colour=BAD),
+            Part("adherent", _("Adherent (confirmed ≥ 80%)"), colour=GOOD),
+            Part("non_adherent", _("Not adherent (confirmed < 80%)"), colour=BAD),
         ),
         compute=dose_compute,
         patients=dose_patients,

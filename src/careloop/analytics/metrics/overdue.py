@@ -197,8 +197,8 @@ OVERDUE_RETURN = register(
             "booked or missed appointment, or a plan revisit or call reminder) dated in the 365 "
             "days before the month, with no visit since that date, not postponed by a call "
             'result ("remind on" in the month or later) and not removed from the list. '
-            "% called: overdue patients with at least one call result in the month ÷ overdue "
-            "at the start of the month (the first call counts). % returned to care: called "
+            "Share called: overdue patients with at least one call result in the month ÷ overdue "
+            "at the start of the month (the first call counts). Share returned to care: called "
             "patients with a visit (a reading by staff or a device, a prescription or refill, "
             "or an appointment created) from the day of the first call through 15 days after "
             "it ÷ called patients."
