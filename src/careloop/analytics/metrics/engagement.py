@@ -39,13 +39,16 @@ from careloop.analytics.metrics.operations import (
     NEUTRAL,
     OTHER,
     WARNING,
+    Grouped,
     Window,
     as_breakdown,
     fetch,
     month_case,
     none_value,
+    per_month,
     scoped,
     span,
+    split_counts,
     sql_of,
     union_all,
     windows,
@@ -128,32 +131,14 @@ def _reminders(cohort: Cohort, wins: Sequence[Window], group: str) -> QuerySet[A
     )
 
 
-def _engagement(
-    cohort: Cohort, wins: Sequence[Window], group: str
-) -> dict[tuple[int, Any], dict[str, Figure]]:
-    rows = (
-        _reminders(cohort, wins, group)
-        .order_by()
-        .values("m", "g")
-        .annotate(n=Count("pk"), ack=Count("pk", filter=Q(acked=1)))
+def _engagement(cohort: Cohort, wins: Sequence[Window], group: str) -> Grouped:
+    return split_counts(
+        _reminders(cohort, wins, group), Q(acked=1), ("acknowledged", "unacknowledged")
     )
-    out = {}
-    for r in rows:
-        if r["m"] is not None:
-            n = r["n"]
-            out[(r["m"], r["g"])] = {
-                "acknowledged": Figure(r["ack"], n),
-                "unacknowledged": Figure(n - r["ack"], n),
-            }
-    return out
 
 
 def engagement_compute(cohort: Cohort, months: Months) -> Computed:
-    wins = windows(cohort, months)
-    out = zero_figures(months, ("acknowledged", "unacknowledged"))
-    for (m, _g), parts in _engagement(cohort, wins, "").items():
-        out[wins[m].month] = parts
-    return out
+    return per_month(cohort, months, ("acknowledged", "unacknowledged"), _engagement)
 
 
 def engagement_patients(cohort: Cohort, month: date, part: str) -> list[int]:
@@ -528,11 +513,7 @@ def _reads(
 
 
 def reads_compute(cohort: Cohort, months: Months) -> Computed:
-    wins = windows(cohort, months)
-    out = zero_figures(months, ("opened", "read"))
-    for (m, _g), parts in _reads(cohort, wins, "").items():
-        out[wins[m].month] = parts
-    return out
+    return per_month(cohort, months, ("opened", "read"), _reads)
 
 
 def reads_patients(cohort: Cohort, month: date, part: str) -> list[int]:

@@ -205,6 +205,39 @@ def zero_figures(months: Months, parts: Iterable[str]) -> Computed:
     return {m: {k: Figure(0, 0) for k in keys} for m in months}
 
 
+# A metric's counts per (month index, group key), each month's parts as figures.
+Grouped = dict[tuple[int, Any], dict[str, Figure]]
+
+
+def per_month(
+    cohort: Cohort,
+    months: Months,
+    parts: Iterable[str],
+    grouped: Callable[[Cohort, Sequence[Window], str], Grouped],
+) -> Computed:
+    """A metric's figures for each month from its grouped counts (no group); zero where none."""
+    wins = windows(cohort, months)
+    out = zero_figures(months, parts)
+    for (m, _g), figures in grouped(cohort, wins, "").items():
+        out[wins[m].month] = figures
+    return out
+
+
+def split_counts(qs: QuerySet[Any], yes: Q, parts: tuple[str, str]) -> Grouped:
+    """The rows of `qs` (annotated with their month index `m` and group `g`) counted per month
+    and group: the first part is the rows matching `yes`, the second the others, each ÷ all."""
+    rows = qs.order_by().values("m", "g").annotate(n=Count("pk"), yes=Count("pk", filter=yes))
+    first, second = parts
+    return {
+        (r["m"], r["g"]): {
+            first: Figure(r["yes"], r["n"]),
+            second: Figure(r["n"] - r["yes"], r["n"]),
+        }
+        for r in rows
+        if r["m"] is not None
+    }
+
+
 def department_labels(ids: Iterable[Any]) -> dict[Any, str]:
     from careloop.accounts.models import Department
 
@@ -343,11 +376,12 @@ def _coverage_parts(f: Figure) -> dict[str, Figure]:
 
 
 def coverage_compute(cohort: Cohort, months: Months) -> Computed:
-    wins = windows(cohort, months)
-    out = zero_figures(months, ("covered", "not_covered"))
-    for (m, _g), f in _coverage(cohort, wins, "").items():
-        out[wins[m].month] = _coverage_parts(f)
-    return out
+    return per_month(
+        cohort,
+        months,
+        ("covered", "not_covered"),
+        lambda c, w, g: {k: _coverage_parts(f) for k, f in _coverage(c, w, g).items()},
+    )
 
 
 def coverage_patients(cohort: Cohort, month: date, part: str) -> list[int]:
@@ -499,11 +533,12 @@ def _contact_parts(f: Figure) -> dict[str, Figure]:
 
 
 def contact_compute(cohort: Cohort, months: Months) -> Computed:
-    wins = windows(cohort, months)
-    out = zero_figures(months, ("reached", "not_reached"))
-    for (m, _g), f in _contact(cohort, wins, "").items():
-        out[wins[m].month] = _contact_parts(f)
-    return out
+    return per_month(
+        cohort,
+        months,
+        ("reached", "not_reached"),
+        lambda c, w, g: {k: _contact_parts(f) for k, f in _contact(c, w, g).items()},
+    )
 
 
 def contact_patients(cohort: Cohort, month: date, part: str) -> list[int]:
@@ -665,11 +700,7 @@ COMPLETION_PARTS = ("completed", "closed_late", "open")
 
 
 def completion_compute(cohort: Cohort, months: Months) -> Computed:
-    wins = windows(cohort, months)
-    out = zero_figures(months, COMPLETION_PARTS)
-    for (m, _g), parts in _completion(cohort, wins, "").items():
-        out[wins[m].month] = parts
-    return out
+    return per_month(cohort, months, COMPLETION_PARTS, _completion)
 
 
 def completion_patients(cohort: Cohort, month: date, part: str) -> list[int]:
@@ -800,11 +831,7 @@ def _alert_response(
 
 
 def alert_compute(cohort: Cohort, months: Months) -> Computed:
-    wins = windows(cohort, months)
-    out = zero_figures(months, ALERT_PARTS)
-    for (m, _g), parts in _alert_response(cohort, wins, "").items():
-        out[wins[m].month] = parts
-    return out
+    return per_month(cohort, months, ALERT_PARTS, _alert_response)
 
 
 def alert_patients(cohort: Cohort, month: date, part: str) -> list[int]:
@@ -884,32 +911,14 @@ def _assignments(cohort: Cohort, wins: Sequence[Window], group: str) -> QuerySet
     )
 
 
-def _questionnaires(
-    cohort: Cohort, wins: Sequence[Window], group: str
-) -> dict[tuple[int, Any], dict[str, Figure]]:
-    rows = (
-        _assignments(cohort, wins, group)
-        .order_by()
-        .values("m", "g")
-        .annotate(n=Count("pk"), done=Count("pk", filter=Q(status="completed")))
+def _questionnaires(cohort: Cohort, wins: Sequence[Window], group: str) -> Grouped:
+    return split_counts(
+        _assignments(cohort, wins, group), Q(status="completed"), ("completed", "not_completed")
     )
-    out = {}
-    for r in rows:
-        if r["m"] is not None:
-            n = r["n"]
-            out[(r["m"], r["g"])] = {
-                "completed": Figure(r["done"], n),
-                "not_completed": Figure(n - r["done"], n),
-            }
-    return out
 
 
 def questionnaire_compute(cohort: Cohort, months: Months) -> Computed:
-    wins = windows(cohort, months)
-    out = zero_figures(months, ("completed", "not_completed"))
-    for (m, _g), parts in _questionnaires(cohort, wins, "").items():
-        out[wins[m].month] = parts
-    return out
+    return per_month(cohort, months, ("completed", "not_completed"), _questionnaires)
 
 
 def questionnaire_patients(cohort: Cohort, month: date, part: str) -> list[int]:

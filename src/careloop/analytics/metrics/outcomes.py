@@ -21,15 +21,17 @@ from careloop.analytics.metrics.operations import (
     BAD,
     GOOD,
     WARNING,
+    Grouped,
     Window,
     as_breakdown,
     department_labels,
     month_case,
     none_value,
+    per_month,
     scoped,
     span,
+    split_counts,
     windows,
-    zero_figures,
 )
 from careloop.analytics.registry import (
     Breakdown,
@@ -98,32 +100,14 @@ def _discharges(cohort: Cohort, wins: Sequence[Window], group: str) -> QuerySet[
 # --- readmission ----------------------------------------------------------------------------
 
 
-def _readmissions(
-    cohort: Cohort, wins: Sequence[Window], group: str
-) -> dict[tuple[int, Any], dict[str, Figure]]:
-    rows = (
-        _discharges(cohort, wins, group)
-        .order_by()
-        .values("m", "g")
-        .annotate(n=Count("pk"), back=Count("pk", filter=Q(readmitted=True)))
+def _readmissions(cohort: Cohort, wins: Sequence[Window], group: str) -> Grouped:
+    return split_counts(
+        _discharges(cohort, wins, group), Q(readmitted=True), ("readmitted", "not_readmitted")
     )
-    out = {}
-    for r in rows:
-        if r["m"] is not None:
-            n = r["n"]
-            out[(r["m"], r["g"])] = {
-                "readmitted": Figure(r["back"], n),
-                "not_readmitted": Figure(n - r["back"], n),
-            }
-    return out
 
 
 def readmission_compute(cohort: Cohort, months: Months) -> Computed:
-    wins = windows(cohort, months)
-    out = zero_figures(months, ("readmitted", "not_readmitted"))
-    for (m, _g), parts in _readmissions(cohort, wins, "").items():
-        out[wins[m].month] = parts
-    return out
+    return per_month(cohort, months, ("readmitted", "not_readmitted"), _readmissions)
 
 
 def readmission_patients(cohort: Cohort, month: date, part: str) -> list[int]:
@@ -196,11 +180,7 @@ def _revisits(
 
 
 def revisit_compute(cohort: Cohort, months: Months) -> Computed:
-    wins = windows(cohort, months)
-    out = zero_figures(months, REVISIT_PARTS)
-    for (m, _g), parts in _revisits(cohort, wins, "").items():
-        out[wins[m].month] = parts
-    return out
+    return per_month(cohort, months, REVISIT_PARTS, _revisits)
 
 
 def revisit_patients(cohort: Cohort, month: date, part: str) -> list[int]:
