@@ -6,28 +6,9 @@
   "use strict";
   var self = document.currentScript;
   var chartSrc = self ? self.getAttribute("data-chart-src") : null;
-  var waiting = null;
 
   function withChart(done) {
-    if (window.Chart) {
-      done();
-      return;
-    }
-    if (!chartSrc) {
-      return;
-    }
-    if (waiting === null) {
-      waiting = [];
-      var script = document.createElement("script");
-      script.src = chartSrc;
-      script.onload = function () {
-        var queued = waiting;
-        waiting = null;
-        queued.forEach(function (fn) { fn(); });
-      };
-      document.head.appendChild(script);
-    }
-    waiting.push(done);
+    window.CareLoop.withChart(chartSrc, done);
   }
 
   // The goal line (the metric's target), dashed, with its label.

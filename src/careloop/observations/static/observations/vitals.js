@@ -10,7 +10,6 @@
   "use strict";
   var self = document.currentScript;
   var chartSrc = self ? self.getAttribute("data-chart-src") : null;
-  var waiting = null;
   var drawn = [];
 
   var COLOURS = {
@@ -27,25 +26,7 @@
   };
 
   function withChart(done) {
-    if (window.Chart) {
-      done();
-      return;
-    }
-    if (!chartSrc) {
-      return;
-    }
-    if (waiting === null) {
-      waiting = [];
-      var script = document.createElement("script");
-      script.src = chartSrc;
-      script.onload = function () {
-        var queued = waiting;
-        waiting = null;
-        queued.forEach(function (fn) { fn(); });
-      };
-      document.head.appendChild(script);
-    }
-    waiting.push(done);
+    window.CareLoop.withChart(chartSrc, done);
   }
 
   function fixed(value, decimals) {

@@ -57,3 +57,32 @@
     }
   });
 })();
+
+// Chart.js is loaded once, on demand, from the address a page's script gives, and whatever
+// waited for it is drawn once it has arrived (the vitals tab, the analytics cards).
+window.CareLoop = window.CareLoop || {};
+(function (ns) {
+  "use strict";
+  var waiting = null;
+  ns.withChart = function (src, done) {
+    if (window.Chart) {
+      done();
+      return;
+    }
+    if (!src) {
+      return;
+    }
+    if (waiting === null) {
+      waiting = [];
+      var script = document.createElement("script");
+      script.src = src;
+      script.onload = function () {
+        var queued = waiting;
+        waiting = null;
+        queued.forEach(function (fn) { fn(); });
+      };
+      document.head.appendChild(script);
+    }
+    waiting.push(done);
+  };
+})(window.CareLoop);
