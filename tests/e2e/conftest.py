@@ -56,7 +56,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:
         # After the last test the session teardown has already dropped the test database.
-        if nextitem is not None and "site" in getattr(item, "fixturenames", ()):
+        if nextitem is not None and {"site", "demo_site"} & set(getattr(item, "fixturenames", ())):
             from pytest_django.plugin import blocking_manager_key
 
             with item.config.stash[blocking_manager_key].unblock():
