@@ -383,13 +383,17 @@ def nps_parts(promoters: int, passives: int, detractors: int) -> dict[str, Figur
     }
 
 
-def nps_patients(cohort: Cohort, month: date, part: str) -> list[int]:
-    cond = dict(NPS_BANDS).get(part)
+def _answering(cohort: Cohort, month: date, item: str, cond: str | None) -> list[int]:
+    """Patients whose latest answer to `item` in the month meets `cond` (SQL on `l.v`)."""
     if cond is None:
         return []
-    latest, params = _latest_answers(cohort, windows(cohort, [month]), "nps")
+    latest, params = _latest_answers(cohort, windows(cohort, [month]), item)
     sql = f"SELECT l.patient_id FROM ({latest}) l WHERE {cond} ORDER BY l.patient_id"  # noqa: S608
     return [row[0] for row in fetch(sql, params)]
+
+
+def nps_patients(cohort: Cohort, month: date, part: str) -> list[int]:
+    return _answering(cohort, month, "nps", dict(NPS_BANDS).get(part))
 
 
 register(
@@ -441,11 +445,7 @@ def csat_parts(n: int, satisfied: int, total: float) -> dict[str, Figure]:
 
 def csat_patients(cohort: Cohort, month: date, part: str) -> list[int]:
     cond = {"satisfied": "l.v >= 4", "not_satisfied": "l.v < 4"}.get(part)
-    if cond is None:
-        return []
-    latest, params = _latest_answers(cohort, windows(cohort, [month]), "csat")
-    sql = f"SELECT l.patient_id FROM ({latest}) l WHERE {cond} ORDER BY l.patient_id"  # noqa: S608
-    return [row[0] for row in fetch(sql, params)]
+    return _answering(cohort, month, "csat", cond)
 
 
 register(
