@@ -438,3 +438,34 @@ class TestAppointmentReminders:
         clinic.run(utc(2026, 3, 2, 14, 0))
         occ.refresh_from_db()
         assert occ.status == S.SCHEDULED and occ.reason == "quiet_hours"
+
+
+class TestPerReminderOverrides:
+    """Send-time learning and experiments steer one reminder through its payload."""
+
+    def _due(self, clinic: Clinic, payload: dict[str, Any]) -> Any:
+        p = clinic.patient()
+        tpl = one_activity(clinic, "route", channels=["sms", "voice", "outbox"])
+        enrol_custom(clinic, p, tpl, utc(2026, 3, 1, 16, 0))
+        occ = clinic.occurrences(p)[0]
+        rm.Occurrence.objects.filter(pk=occ.pk).update(payload={**occ.payload, **payload})
+        clinic.run(utc(2026, 3, 2, 0, 0))
+        occ.refresh_from_db()
+        return occ
+
+    def test_a_routed_channel_is_tried_first(self, clinic: Clinic) -> None:
+        occ = self._due(clinic, {"route": {"by": "sendtime", "channel": "voice"}})
+        assert list(occ.attempts.values_list("channel", flat=True)) == ["voice"]
+
+    def test_a_route_without_a_channel_keeps_the_plan_order(self, clinic: Clinic) -> None:
+        occ = self._due(clinic, {"route": {"by": "sendtime", "arm": "control"}})
+        assert list(occ.attempts.values_list("channel", flat=True)) == ["sms"]
+
+    def test_a_wording_arm_replaces_the_body_with_placeholders_filled(self, clinic: Clinic) -> None:
+        from careloop.channels.models import OutboxMessage
+
+        wording = {"zh-hans": "{name}，今天的血压量了吗？{link}"}
+        occ = self._due(clinic, {"wording": wording, "route": {"channel": "outbox"}})
+        body = OutboxMessage.objects.get(occurrence=occ).body
+        assert body.startswith(f"{occ.patient.name}，今天的血压量了吗？")
+        assert links.token_for(occ.source_key) in body

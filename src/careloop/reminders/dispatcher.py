@@ -255,6 +255,12 @@ def _channels_for(occ: rm.Occurrence, ctx: Context) -> list[str]:
             base = list(chosen)
         if pref.elderly and "voice" not in base[:1] and occ.kind != "education":
             base = ["voice", *[c for c in base if c != "voice"]]
+    # A channel chosen for this one reminder (send-time learning or an experiment's arm) goes
+    # first; the rest of the ladder stays behind it.
+    route = occ.payload.get("route") if isinstance(occ.payload, dict) else None
+    first = str(route.get("channel") or "") if isinstance(route, dict) else ""
+    if first:
+        base = [first, *[c for c in base if c != first]]
     return base
 
 
@@ -320,6 +326,12 @@ def build_message(
     }
     tpl = _template(occ, channel, language, ctx)
     body = rendering.fill(tpl.body if tpl else _default_body(occ.kind, language), values)
+    # An experiment's wording arm: {"zh-hans": "…{link}", "en": "…"} replaces the body.
+    wording = occ.payload.get("wording") if isinstance(occ.payload, dict) else None
+    if isinstance(wording, dict):
+        variant = wording.get(language) or wording.get("zh-hans") or wording.get("en")
+        if isinstance(variant, str) and variant.strip():
+            body = rendering.fill(variant, values)
     subject = (
         rendering.fill(tpl.subject, values)
         if tpl and tpl.subject
@@ -1107,6 +1119,9 @@ class Dispatcher:
                 report_services.send_due(utc_now())
             except Exception:
                 log.exception("sending the monthly department reports failed; will try again")
+        from careloop.kit import periodic
+
+        periodic.run_due()  # what apps registered (segments, risk scoring, send-time learning…)
         stats = run_once(self.worker, limit=self.batch)
         self.total.add(stats)
         try:

@@ -228,6 +228,20 @@ def cancel_ref(ref: str, reason: str) -> int:
     )
 
 
+def as_read(occ: rm.Occurrence) -> Any:
+    """The occurrence's row only while it is as it was read: scheduled, untried, unclaimed and
+    not updated since. Send-time learning and experiments change reminders through it, so a
+    row the dispatcher has claimed meanwhile is never touched."""
+    return rm.Occurrence.objects.filter(
+        pk=occ.pk,
+        status=S.SCHEDULED,
+        step=0,
+        tries=0,
+        claimed_by="",
+        updated_at=occ.updated_at,
+    )
+
+
 def schedule_one(
     *,
     organisation_id: int,
