@@ -29,6 +29,12 @@ COMMANDS = {
     "analytics": "analytics state: `careloop analytics refresh [--full] [--organisation CODE]`",
     "report": "monthly department report (PDF): "
     "`careloop report monthly --department CODE --month YYYY-MM [--out FILE] [--send]`",
+    "simulate": "run a synthetic population through the whole loop: "
+    "`careloop simulate --patients N --days D --seed S`",
+    "segments": "patient segments: `careloop segments load|recompute|list`",
+    "risk": "risk model: `careloop risk train|score|card|drift`",
+    "sendtime": "send-time learning: `careloop sendtime learn|plan|report [--organisation CODE]`",
+    "experiments": "A/B experiments: `careloop experiments list|results ID|stop ID`",
 }
 # Commands whose name has a dash, and the Django command that runs them.
 COMMAND_MODULES = {"import-readings": "import_readings", "import": "import_patients"}

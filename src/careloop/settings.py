@@ -119,6 +119,12 @@ INSTALLED_APPS = [
     "careloop.subscriptions",
     "careloop.analytics",
     "careloop.analytics.reports",
+    "careloop.segments",
+    "careloop.risk",
+    "careloop.sendtime",
+    "careloop.experiments",
+    "careloop.insights",
+    "careloop.simulator",
     "careloop.web",
 ]
 

@@ -43,6 +43,11 @@ urlpatterns = [
     path("analytics/reports/", include("careloop.analytics.reports.urls")),
     path("analytics/estimates/", include("careloop.analytics.estimate_urls")),
     path("analytics/", include("careloop.analytics.urls")),
+    path("segments/", include("careloop.segments.urls")),
+    path("risk/", include("careloop.risk.urls")),
+    path("sendtime/", include("careloop.sendtime.urls")),
+    path("experiments/", include("careloop.experiments.urls")),
+    path("insights/", include("careloop.insights.urls")),
     path("api/", api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -302,6 +302,11 @@ SCENE_EXTENSIONS = [
     "tests.analytics.scene",
     "tests.analytics.estimates_scene",
     "tests.analytics.report_scene",
+    "tests.segments.scene",
+    "tests.risk.scene",
+    "tests.sendtime.scene",
+    "tests.experiments.scene",
+    "tests.insights.scene",
 ]
 
 

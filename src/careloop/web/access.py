@@ -540,6 +540,71 @@ PAGES.update(
     }
 )
 
+# --- careloop.segments (patient segments): its routes below.
+# Counts and the chart need ANALYTICS_VIEW; the members (and their download) also PATIENT_VIEW
+# (scope-limited); defining, deactivating and recomputing segments is an organisation matter.
+PAGES.update(
+    {
+        "segments:list": Page((A.ANALYTICS_VIEW,)),
+        "segments:detail": Page((A.ANALYTICS_VIEW, A.PATIENT_VIEW)),
+        "segments:export": Page((A.ANALYTICS_VIEW, A.PATIENT_VIEW)),
+        "segments:create": Page((A.ORG_MANAGE,), _GET_POST),
+        "segments:edit": Page((A.ORG_MANAGE,), _GET_POST),
+        "segments:deactivate": Page((A.ORG_MANAGE,), _GET_POST),
+        "segments:recompute": Page((A.ORG_MANAGE,), _POST),
+    }
+)
+
+# --- careloop.risk (risk model): its routes below.
+# The model card and drift are aggregate figures; the worklist names patients (scope-limited),
+# and opening a call task from it writes to the patient's care.
+PAGES.update(
+    {
+        "risk:card": Page((A.ANALYTICS_VIEW,)),
+        "risk:drift": Page((A.ANALYTICS_VIEW,)),
+        "risk:worklist": Page(_VIEW),
+        "risk:worklist_export": Page(_VIEW),
+        "risk:call_task": Page((A.PATIENT_VIEW, A.CLINICAL_WRITE), _POST),
+    }
+)
+
+# --- careloop.sendtime (send-time learning): its routes below.
+# The lift report shows aggregate figures only (ANALYTICS_VIEW); the settings are the
+# organisation's (ORG_MANAGE).
+PAGES.update(
+    {
+        "sendtime:report": Page((A.ANALYTICS_VIEW,)),
+        "sendtime:settings": Page((A.ORG_MANAGE,), _GET_POST),
+    }
+)
+
+# --- careloop.experiments (A/B experiments): its routes below.
+# Results are figures per arm (no patient named): ANALYTICS_VIEW. Designing, starting and
+# stopping an experiment changes patients' reminders: organisation admins only.
+_EXPERIMENTS = (A.ANALYTICS_VIEW,)
+_EXPERIMENTS_MANAGE = (A.ORG_MANAGE,)
+PAGES.update(
+    {
+        "experiments:list": Page(_EXPERIMENTS),
+        "experiments:detail": Page(_EXPERIMENTS),
+        "experiments:export": Page(_EXPERIMENTS),
+        "experiments:create": Page(_EXPERIMENTS_MANAGE, _GET_POST),
+        "experiments:edit": Page(_EXPERIMENTS_MANAGE, _GET_POST),
+        "experiments:start": Page(_EXPERIMENTS_MANAGE, _POST),
+        "experiments:stop": Page(_EXPERIMENTS_MANAGE, _POST),
+    }
+)
+
+# --- careloop.insights (patient portrait panel): its routes below.
+# The 360 page's insights panel shows clinical behaviour of one patient; the call it opens is a
+# clinical write (a nurse task recorded against the risk score).
+PAGES.update(
+    {
+        "insights:patient_panel": Page(_CLINICAL_VIEW),
+        "insights:call_task": Page((A.PATIENT_VIEW, A.CLINICAL_VIEW, A.CLINICAL_WRITE), _POST),
+    }
+)
+
 # Actions that concern a patient's record: routes needing one of them handle patient data.
 PATIENT_DATA_ACTIONS = frozenset(
     {

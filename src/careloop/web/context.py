@@ -27,6 +27,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             "tasks": allowed(role, Action.TASK_WORK),
             "operations": allowed(role, Action.REMINDERS_OPERATE),
             "analytics": allowed(role, Action.ANALYTICS_VIEW),
+            "segments": allowed(role, Action.ANALYTICS_VIEW) or allowed(role, Action.ORG_MANAGE),
             "audit": allowed(role, Action.AUDIT_VIEW),
             "admin": user.is_staff,
             "interfaces": allowed(role, Action.ORG_MANAGE),
