@@ -332,7 +332,7 @@ class TestFilters:
             ("sex=x", "Unknown sex x"),
             ("condition=flu", "Unknown condition flu"),
             ("plan=nope", "Unknown care plan nope"),
-            ("segment=vip", "Patient segments are not available yet."),
+            ("segment=vip", "Unknown segment vip."),
             ("department=abc", "Department: choose one from the list."),
             ("level=galaxy", "Unknown level galaxy."),
         ],

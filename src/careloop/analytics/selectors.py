@@ -126,6 +126,27 @@ def segments_available() -> bool:
     return bool(registry.SEGMENT_FILTERS)
 
 
+def segment_choices(actor: Actor) -> list[tuple[str, str]]:
+    """The organisation's active segments (its own and the shipped ones), code → label."""
+    if not segments_available():
+        return []
+    from django.apps import apps
+
+    segment = apps.get_model("segments", "Segment")
+    rows = (
+        segment.objects.filter(
+            Q(organisation_id=actor.organisation_id) | Q(organisation__isnull=True), active=True
+        )
+        .order_by("code")
+        .values_list("code", "name", "name_en")
+    )
+    english = actor.user.language.startswith("en")
+    seen: dict[str, str] = {}
+    for code, name, name_en in rows:
+        seen.setdefault(code, (name_en if english and name_en else name) or code)
+    return sorted(seen.items())
+
+
 @dataclass
 class Selection:
     """What the dashboard shows: level, department, doctor, filters and month, validated."""
@@ -271,7 +292,9 @@ def select(actor: Actor, params: Mapping[str, Any]) -> Selection:
     if filters["segment"]:
         if not segments_available():
             errors.append(_("Patient segments are not available yet."))
-        elif not _SEGMENT.match(filters["segment"]):
+        elif not _SEGMENT.match(filters["segment"]) or filters["segment"] not in dict(
+            segment_choices(actor)
+        ):
             errors.append(_("Unknown segment %(value)s.") % {"value": filters["segment"][:50]})
 
     selection = Selection(

@@ -94,7 +94,7 @@ def _context(actor: Actor, selection: selectors.Selection) -> dict[str, Any]:
         "age_bands": list(registry.AGE_BANDS),
         "sexes": list(selectors.SEX_LABELS.items()),
         "plans": selectors.plan_choices(actor),
-        "segments": selectors.segments_available(),
+        "segments": selectors.segment_choices(actor),
         "max_month": exports.month_text(registry.month_of(selection.today)),
         "scope_label": _scope_label(actor, selection),
         "report_url": report_url(actor, selection),
