@@ -22,6 +22,7 @@ from careloop.appointments import services as appointment_services
 from careloop.careplans import services as plan_services
 from careloop.channels.models import ChannelConfig
 from careloop.demo import history as demo_history
+from careloop.demo import insights as demo_insights
 from careloop.demo import people
 from careloop.demo import readings as demo_readings
 from careloop.kit.clock import utc_now
@@ -169,6 +170,7 @@ def build(patients: int = 200, seed: int = 7) -> DemoResult:
     _clinics(rng, depts, staff, actors)
     _portal_content(org, seed, staff, result)
     demo_history.add_history(org, seed, local_today)
+    demo_insights.add_insights(org, seed)
     return result
 
 
