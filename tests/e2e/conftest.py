@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +21,10 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.core.servers.basehttp import WSGIServer
 from django.db import connection
 from django.test import Client
+from django.test.testcases import LiveServerThread
 
 from careloop.accounts.models import CareTeam, Staff
 from careloop.kit.clock import utc_now
@@ -31,6 +34,28 @@ from tests.conftest import PASSWORD
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
+
+class _OneRequestAtATime(WSGIServer):
+    """The in-memory SQLite test database is a single connection that the live server's
+    request threads share: two requests at once (a page's htmx panels load together) would
+    interleave their transactions on it. This server answers them one after the other, each
+    under ``BUSY``, which a test's teardown holds from before its flush until after it so that
+    a request still in flight from the closed browser cannot interleave with the flush."""
+
+    BUSY = threading.Lock()
+
+    def __init__(self, *args: Any, connections_override: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections_override = connections_override
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.BUSY:
+            super().process_request(request, client_address)
+
+
+if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    LiveServerThread.server_class = _OneRequestAtATime
+
 CHROMIUM = os.environ.get("CARELOOP_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 800}
@@ -38,6 +63,17 @@ PHONE = {"width": 360, "height": 740}
 
 _triggers = importlib.import_module("careloop.audit.migrations.0002_append_only")
 _concepts = importlib.import_module("careloop.patients.migrations.0002_load_concepts")
+
+
+_flushing = threading.Lock()
+
+
+def _hold_the_live_server() -> None:
+    """Wait for the request the live server is answering, if any, and keep it from starting
+    another until the flush is over (released in pytest_runtest_teardown)."""
+    if LiveServerThread.server_class is _OneRequestAtATime and not _flushing.locked():
+        _OneRequestAtATime.BUSY.acquire()
+        _flushing.acquire()
 
 
 def _audit_triggers(up: bool) -> None:
@@ -55,6 +91,9 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     try:
         return (yield)
     finally:
+        if _flushing.locked():
+            _flushing.release()
+            _OneRequestAtATime.BUSY.release()  # the live server may answer requests again
         # After the last test the session teardown has already dropped the test database.
         if nextitem is not None and {"site", "demo_site"} & set(getattr(item, "fixturenames", ())):
             from pytest_django.plugin import blocking_manager_key
@@ -71,6 +110,7 @@ def site(live_server: Any, transactional_db: Any, world: Any) -> Iterator[str]:
     if not m.Concept.objects.exists():  # an earlier flush emptied the terminology
         _concepts.load(apps, None)
     yield live_server.url
+    _hold_the_live_server()
     _audit_triggers(up=False)  # the flush comes next
 
 

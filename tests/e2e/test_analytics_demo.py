@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from careloop.demo.build import DemoResult, build
 from careloop.patients import models as m
-from tests.e2e.conftest import DESKTOP, _audit_triggers, _concepts, login
+from tests.e2e.conftest import DESKTOP, _audit_triggers, _concepts, _hold_the_live_server, login
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,7 @@ def demo_site(live_server: Any, transactional_db: Any) -> Iterator[tuple[str, De
         _concepts.load(apps, None)
     result = build(patients=40, seed=11)
     yield live_server.url, result
+    _hold_the_live_server()
     _audit_triggers(up=False)  # the flush comes next
 
 
