@@ -119,6 +119,31 @@ class TestHypertensionMedicationReminder:
         assert sorted(occ.attempts.values_list("channel", flat=True)) == ["sms", "voice"]
         assert Task.objects.filter(patient=p, kind="call_patient").count() == 1
 
+    def test_a_high_risk_patient_has_one_open_call_however_many_reminders_go_unanswered(
+        self, clinic: Clinic
+    ) -> None:
+        from careloop.alerts import services as alert_services
+
+        p = clinic.patient()
+        plan_services.set_preferences(clinic.actor, p.pk, {"high_risk": True}, None)
+        tpl = one_activity(
+            clinic, "hr-daily", kind="measurement", escalation=[{"after": "1h", "channel": "sms"}]
+        )
+        enrol_custom(clinic, p, tpl, utc(2026, 3, 1, 16, 0))
+        for day in (2, 3):  # two unanswered reminders while the first call is still open
+            clinic.run(utc(2026, 3, day, 0, 0))
+            clinic.run(utc(2026, 3, day, 1, 0))
+        calls = Task.objects.filter(patient=p, kind="call_patient", status="open")
+        assert calls.count() == 1
+        voiced = rm.Attempt.objects.filter(patient=p, channel="voice").count()
+        assert voiced == 2  # every unanswered reminder still gets its automated voice call
+        # Once the nurse has called, the next unanswered reminder opens a new call.
+        alert_services.close_task(clinic.actor, calls.get().pk, outcome="reached")
+        clinic.run(utc(2026, 3, 4, 0, 0))
+        clinic.run(utc(2026, 3, 4, 1, 0))
+        assert Task.objects.filter(patient=p, kind="call_patient", status="open").count() == 1
+        assert Task.objects.filter(patient=p, kind="call_patient").count() == 2
+
 
 class TestSendTimeChecks:
     def test_withdrawn_consent_skips(self, clinic: Clinic) -> None:

@@ -642,11 +642,12 @@ def _escalate(
     if high_risk and n == 1:
         # High-risk patients get both a nurse call and an automated voice call.
         if not step.get("task"):
-            plan.tasks.append(
-                _task_for(
-                    occ, {"task": "call_patient", "to": "nurse"}, n, ctx, "high risk: " + reason
-                )
+            spec = _task_for(
+                occ, {"task": "call_patient", "to": "nurse"}, n, ctx, "high risk: " + reason
             )
+            # One call covers every unanswered reminder: no second task while one is open.
+            spec["unless_open"] = True
+            plan.tasks.append(spec)
         channel = ChannelKind.VOICE.value
     plan.stats.escalated += 1
     if channel:
@@ -685,9 +686,24 @@ def _apply(changes: Iterable[Change], worker: str | None) -> int:
 def _open_tasks(tasks: Iterable[dict[str, Any]]) -> int:
     n = 0
     for spec in tasks:
+        spec = dict(spec)
+        if spec.pop("unless_open", False) and _open_call(spec):
+            continue
         task_services.open_task(**spec)
         n += 1
     return n
+
+
+def _open_call(spec: Mapping[str, Any]) -> bool:
+    """The patient already has an open task of this kind for this role."""
+    from careloop.alerts.models import Task
+
+    return Task.objects.filter(
+        patient_id=spec["patient_id"],
+        kind=spec["kind"],
+        assignee_role=spec["role"],
+        status=Task.Status.OPEN,
+    ).exists()
 
 
 def _still_ours(occ_id: int, worker: str) -> bool:
