@@ -186,6 +186,24 @@ class TestChain:
             orgs = {e.organisation_id for e in events}
             assert len(orgs) == 1
 
+    def test_a_batch_interleaving_organisations_extends_each_chain_in_order(
+        self, world: Any
+    ) -> None:
+        org_a, org_b = world.org.pk, world.other_org.pk
+        audit.append(action="before", organisation_id=org_a)
+        entries = [
+            audit.Entry(action=f"batch {n}", organisation_id=org, patient_id=n, object_id=n)
+            for n, org in enumerate([org_a, org_b, org_a, None, org_a])
+        ]
+        events = audit.append_many(entries)
+        assert [e.action for e in events] == [f"batch {n}" for n in range(5)]
+        mine = list(AuditEvent.objects.filter(organisation_id=org_a).order_by("seq"))
+        assert [e.action for e in mine[-4:]] == ["before", "batch 0", "batch 2", "batch 4"]
+        assert [e.seq for e in mine[-3:]] == [mine[-4].seq + 1, mine[-4].seq + 2, mine[-4].seq + 3]
+        assert events[3].chain == "system" and events[1].organisation_id == org_b
+        assert audit.append_many([]) == []
+        assert audit.verify().ok
+
 
 def drop_append_only_triggers() -> None:
     """What a database superuser could do; the test transaction restores them afterwards."""

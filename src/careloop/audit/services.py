@@ -51,32 +51,83 @@ def append(
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event to its organisation's chain, inside the caller's transaction if any."""
-    chain = chain_for(organisation_id)
+    return append_many(
+        [
+            Entry(
+                action=action,
+                outcome=outcome,
+                actor_id=actor_id,
+                actor_name=actor_name,
+                organisation_id=organisation_id,
+                patient_id=patient_id,
+                object_type=object_type,
+                object_id=object_id,
+                source=source,
+                detail=detail,
+            )
+        ]
+    )[0]
+
+
+@dataclass
+class Entry:
+    """One event to append (the arguments of ``append``)."""
+
+    action: str
+    outcome: str = Outcome.SUCCESS
+    actor_id: int | None = None
+    actor_name: str = ""
+    organisation_id: int | None = None
+    patient_id: int | None = None
+    object_type: str = ""
+    object_id: Any = ""
+    source: str = ""
+    detail: dict[str, Any] | None = None
+
+
+def append_many(entries: list[Entry]) -> list[AuditEvent]:
+    """Append events in order, each chain's head locked once for all of its events: the same
+    rows, hashes and sequence numbers as appending them one by one. Returns the events in the
+    order of ``entries``."""
+    if not entries:
+        return []
+    at = utc_now().astimezone(UTC)
+    made: dict[int, AuditEvent] = {}
     with transaction.atomic():
-        head = _locked_head(chain)
-        at = utc_now().astimezone(UTC)
-        fields = hashed_fields(
-            chain=chain,
-            seq=head.seq + 1,
-            at=at,
-            actor_id=actor_id,
-            actor=actor_name[:150],
-            organisation_id=organisation_id,
-            action=action,
-            patient_id=patient_id,
-            object_type=object_type,
-            object_id=str(object_id or "")[:64],
-            outcome=str(outcome),
-            source=source[:64],
-            detail=detail or {},
-        )
-        digest = chain_hash(head.hash, fields)
-        # The row holds exactly what was hashed (the time as a datetime, not its text).
-        event = AuditEvent.objects.create(**{**fields, "at": at}, prev_hash=head.hash, hash=digest)
-        head.seq = fields["seq"]
-        head.hash = digest
-        head.save(update_fields=["seq", "hash"])
-    return event
+        by_chain: dict[str, list[tuple[int, Entry]]] = {}
+        for n, entry in enumerate(entries):
+            by_chain.setdefault(chain_for(entry.organisation_id), []).append((n, entry))
+        for chain in sorted(by_chain):  # a fixed order: two writers never wait on each other
+            head = _locked_head(chain)
+            rows = []
+            for n, entry in by_chain[chain]:
+                fields = hashed_fields(
+                    chain=chain,
+                    seq=head.seq + 1,
+                    at=at,
+                    actor_id=entry.actor_id,
+                    actor=entry.actor_name[:150],
+                    organisation_id=entry.organisation_id,
+                    action=entry.action,
+                    patient_id=entry.patient_id,
+                    object_type=entry.object_type,
+                    object_id=str(entry.object_id or "")[:64],
+                    outcome=str(entry.outcome),
+                    source=entry.source[:64],
+                    detail=entry.detail or {},
+                )
+                digest = chain_hash(head.hash, fields)
+                # The row holds exactly what was hashed (the time as a datetime, not its text).
+                made[n] = AuditEvent(**{**fields, "at": at}, prev_hash=head.hash, hash=digest)
+                rows.append(made[n])
+                head.seq = fields["seq"]
+                head.hash = digest
+            if len(rows) == 1:
+                rows[0].save(force_insert=True)
+            else:
+                AuditEvent.objects.bulk_create(rows)
+            head.save(update_fields=["seq", "hash"])
+    return [made[n] for n in range(len(entries))]
 
 
 def record(
