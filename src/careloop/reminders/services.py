@@ -382,6 +382,119 @@ def acknowledge(
     return occ
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A patient's confirmation of one reminder (the arguments of ``acknowledge``)."""
+
+    occurrence_id: int
+    source: str
+    intake: str = ""
+    reason: str = ""
+    at: datetime | None = None
+
+
+ACK_FIELDS = ["status", "acknowledged_at", "ack_source", "wake_at", "updated_at"]
+
+
+def acknowledge_many(answers: list[Answer], *, actor_name: str = "") -> dict[int, str]:
+    """Patients' confirmations in one transaction (e.g. a batch of replies from a provider):
+    the same rows, adherence-rule events and audit events as ``acknowledge`` one by one.
+    Returns each occurrence's result: ``acknowledged``, ``repeat`` (it was already), ``withdrawn``
+    or ``unknown``. Bad input in any answer refuses the whole batch before anything is written."""
+    from careloop.alerts import evaluation
+
+    for answer in answers:
+        if answer.intake and answer.intake not in ("taken", "skipped"):
+            raise ValidationFailed(details={"intake": ["taken or skipped"]})
+        if answer.intake == "skipped" and answer.reason not in rm.IntakeEvent.SkipReason.values:
+            raise ValidationFailed(details={"reason": ["choose a reason"]})
+    now = utc_now()
+    results: dict[int, str] = {}
+    with transaction.atomic():
+        ids = sorted({a.occurrence_id for a in answers})
+        occs = rm.Occurrence.objects.select_for_update().filter(pk__in=ids).in_bulk()
+        changed: list[rm.Occurrence] = []
+        doses: list[tuple[rm.Occurrence, Answer]] = []
+        entries: list[audit.Entry] = []
+        for answer in answers:
+            occ = occs.get(answer.occurrence_id)
+            if occ is None:
+                results[answer.occurrence_id] = "unknown"
+                continue
+            if occ.status in (S.CANCELLED, S.SKIPPED):
+                results[occ.pk] = "withdrawn"
+                continue
+            if occ.status == S.ACKNOWLEDGED:
+                results.setdefault(occ.pk, "repeat")
+                continue
+            at = answer.at or now
+            occ.status = S.ACKNOWLEDGED
+            occ.acknowledged_at = at
+            occ.ack_source = answer.source[:20]
+            occ.wake_at = None
+            occ.updated_at = at
+            changed.append(occ)
+            results[occ.pk] = "acknowledged"
+            if occ.kind == "medication":
+                doses.append((occ, answer))
+            entries.append(
+                audit.Entry(
+                    action="reminder.acknowledge",
+                    organisation_id=occ.organisation_id,
+                    patient_id=occ.patient_id,
+                    object_type="reminders.occurrence",
+                    object_id=occ.pk,
+                    actor_name=actor_name or f"patient:{answer.source}",
+                    detail={"via": answer.source, "intake": answer.intake},
+                )
+            )
+        rm.Occurrence.objects.bulk_update(changed, ACK_FIELDS)
+        recorded = set(
+            rm.IntakeEvent.objects.filter(
+                occurrence_id__in=[occ.pk for occ, _a in doses]
+            ).values_list("occurrence_id", flat=True)
+        )
+        intakes = []
+        for occ, answer in doses:
+            if occ.pk in recorded:
+                continue
+            at = answer.at or now
+            late = at - occ.due_at > timedelta(hours=2)
+            status = "skipped" if answer.intake == "skipped" else ("late" if late else "taken")
+            intakes.append(
+                rm.IntakeEvent(
+                    occurrence=occ,
+                    organisation_id=occ.organisation_id,
+                    patient_id=occ.patient_id,
+                    medication_id=occ.payload.get("medication_id"),
+                    status=status,
+                    reason=answer.reason if status == "skipped" else "",
+                    scheduled_at=occ.due_at,
+                    recorded_at=at,
+                    source=answer.source[:20],
+                )
+            )
+        rm.IntakeEvent.objects.bulk_create(intakes)
+        by_org: dict[int, list[Any]] = {}
+        for event in intakes:
+            occ = occs[event.occurrence_id]
+            by_org.setdefault(occ.organisation_id, []).append(
+                evaluation.make_event(
+                    occ.patient_id,
+                    kind="dose",
+                    at=event.recorded_at,
+                    zone=occ.time_zone,
+                    value=0.0 if event.status == "skipped" else 1.0,
+                    context=event.status,
+                    ref=event.pk,
+                )
+            )
+        for org_id, events in by_org.items():
+            evaluation.evaluate(org_id, events)
+        audit.append_many(entries)
+    return results
+
+
 def apply_delivery(attempt_id: int, *, delivered: bool, detail: str = "") -> str:
     """A provider's delivery report. Never moves an occurrence backwards."""
     now = utc_now()
