@@ -28,17 +28,24 @@ def client_for(username: str) -> Client:
 
 
 def outcomes(
-    patient: Any, arm: str, acked: int, sent: int, *, day: date = DAY, hour: int = 9
+    patient: Any,
+    arm: str,
+    acked: int,
+    sent: int,
+    *,
+    day: date = DAY,
+    hour: int = 9,
+    kind: str = "measurement",
 ) -> None:
     """``sent`` final outcomes of ``arm`` for the patient, ``acked`` of them acknowledged."""
     for i in range(sent):
-        occ = occurrence(patient, day, hour, i % 60, activity=f"{arm}{i}")
+        occ = occurrence(patient, day, hour, i % 60, activity=f"{arm}{kind}{i}")
         m.Outcome.objects.create(
             organisation_id=patient.organisation_id,
             patient=patient,
             occurrence=occ,
             arm=arm,
-            kind="measurement",
+            kind=kind,
             hour=hour,
             channel="sms" if arm == "learn" else "",
             due_at=occ.due_at,
@@ -86,6 +93,12 @@ class TestReport:
         assert r["hours"]["learn"][9] == 10 and r["hours"]["learn"][19] == 1
         assert r["hours"]["control"][8] == 10 and sum(r["hours"]["control"]) == 10
         assert r["channels"] == {"sms": 11}
+        # Every outcome here is a measurement reminder: its breakdown repeats the totals.
+        assert list(r["kinds"]) == ["measurement"]
+        measured = r["kinds"]["measurement"]
+        assert measured["learn"] == {"sent": 11, "acknowledged": 7, "rate": 7 / 11}
+        assert measured["control"] == {"sent": 10, "acknowledged": 3, "rate": 0.3}
+        assert measured["lift"]["absolute"] == pytest.approx(lift["absolute"])
         assert [w["week"] for w in r["weeks"]] == ["2026-03-02", "2026-03-09"]
         assert r["weeks"][0]["learn"] == {"sent": 10, "acknowledged": 6, "rate": 0.6}
         assert r["weeks"][1]["control"] == {"sent": 0, "acknowledged": 0, "rate": None}
@@ -114,11 +127,27 @@ class TestPages:
         assert "+30.0" in text  # 60% vs 30%
         assert "data-sendtime-chart" in text
         assert "sendtime-settings-link" not in text  # nurses do not manage the settings
+        assert 'data-testid="sendtime-kinds"' not in text  # one kind: nothing to break down
         csv = c.get("/sendtime/", {"start": "2026-03-01", "end": "2026-03-31", "format": "csv"})
         assert csv.status_code == 200 and csv["Content-Type"].startswith("text/csv")
         body = csv.content.decode("utf-8-sig")
         assert "2026-03-02,10,6,60.0%,10,3,30.0%" in body
         assert client_for("auditor").get("/sendtime/").status_code == 403
+
+    def test_each_kind_has_its_own_lift(self, world: Any, make_patient: Any) -> None:
+        a, b = make_patient(), make_patient()
+        outcomes(a, "learn", 6, 10)
+        outcomes(b, "control", 3, 10)
+        outcomes(a, "learn", 8, 10, kind="medication")
+        outcomes(b, "control", 7, 10, kind="medication")
+        page = client_for("nurse.cardiology").get(
+            "/sendtime/", {"start": "2026-03-01", "end": "2026-03-31"}
+        )
+        text = page.content.decode()
+        table = text[text.index('data-testid="sendtime-kinds"') :].split("</table>")[0]
+        rows = table.split("<tr>")[2:]
+        assert [("+10.0" in r, "+30.0" in r) for r in rows] == [(False, True), (True, False)]
+        assert "+20.0" in text  # both kinds together: 70% vs 50%
 
     def test_report_empty_and_bad_period(self, world: Any) -> None:
         c = client_for("admin")

@@ -522,6 +522,20 @@ def _as_instant(value: date | datetime, tz: Any) -> datetime:
     return domain.to_utc(datetime.combine(value, time(0, 0)), tz)
 
 
+def _lift(s1: int, n1: int, s0: int, n0: int) -> dict[str, Any]:
+    """Learning minus control in acknowledgement rate, with its 95% Newcombe interval."""
+    if not (n1 and n0):
+        return {"absolute": None, "relative": None, "ci_low": None, "ci_high": None}
+    p1, p0 = s1 / n1, s0 / n0
+    low, high = newcombe(s1, n1, s0, n0)
+    return {
+        "absolute": p1 - p0,
+        "relative": (p1 - p0) / p0 if p0 else None,
+        "ci_low": low,
+        "ci_high": high,
+    }
+
+
 def report(
     organisation_id: int,
     start: date | datetime,
@@ -547,8 +561,11 @@ def report(
                 )
             )
         )
-    rows = list(qs.values("arm", "hour", "channel", "due_at", "sent", "success", "patient_id"))
+    rows = list(
+        qs.values("arm", "kind", "hour", "channel", "due_at", "sent", "success", "patient_id")
+    )
     totals = {LEARN: [0, 0], CONTROL: [0, 0]}
+    by_kind: dict[str, dict[str, list[int]]] = defaultdict(lambda: {LEARN: [0, 0], CONTROL: [0, 0]})
     hours = {LEARN: [0] * 24, CONTROL: [0] * 24}
     channels: dict[str, int] = defaultdict(int)
     weekly: dict[date, dict[str, list[int]]] = defaultdict(lambda: {LEARN: [0, 0], CONTROL: [0, 0]})
@@ -560,6 +577,8 @@ def report(
         acked = 1 if r["success"] else 0
         totals[arm][0] += acked
         totals[arm][1] += 1
+        by_kind[r["kind"]][arm][0] += acked
+        by_kind[r["kind"]][arm][1] += 1
         hours[arm][r["hour"] % 24] += 1
         patients[arm].add(r["patient_id"])
         if arm == LEARN and r["channel"]:
@@ -569,16 +588,7 @@ def report(
         weekly[monday][arm][0] += acked
         weekly[monday][arm][1] += 1
     (s1, n1), (s0, n0) = totals[LEARN], totals[CONTROL]
-    lift: dict[str, Any] = {"absolute": None, "relative": None, "ci_low": None, "ci_high": None}
-    if n1 and n0:
-        p1, p0 = s1 / n1, s0 / n0
-        low, high = newcombe(s1, n1, s0, n0)
-        lift = {
-            "absolute": p1 - p0,
-            "relative": (p1 - p0) / p0 if p0 else None,
-            "ci_low": low,
-            "ci_high": high,
-        }
+    lift = _lift(s1, n1, s0, n0)
     return {
         "organisation_id": organisation_id,
         "start": lo.isoformat(),
@@ -588,6 +598,14 @@ def report(
             CONTROL: {**_arm_figures(s0, n0), "patients": len(patients[CONTROL])},
         },
         "lift": {**lift, "method": "newcombe", "level": 0.95},
+        "kinds": {
+            kind: {
+                LEARN: _arm_figures(*arms[LEARN]),
+                CONTROL: _arm_figures(*arms[CONTROL]),
+                "lift": _lift(*arms[LEARN], *arms[CONTROL]),
+            }
+            for kind, arms in sorted(by_kind.items())
+        },
         "hours": hours,
         "channels": dict(sorted(channels.items())),
         "weeks": [

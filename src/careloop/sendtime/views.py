@@ -21,6 +21,7 @@ from careloop.kit import exports as kit_exports
 from careloop.kit.clock import utc_now
 from careloop.kit.errors import NotFound
 from careloop.patients.selectors import require
+from careloop.reminders.ops_views import KIND_LABELS
 from careloop.sendtime import services
 from careloop.sendtime.forms import PeriodForm, SettingsForm
 from careloop.web.decorators import staff_page
@@ -166,6 +167,18 @@ def report_view(request: HttpRequest, actor: Actor) -> HttpResponse:
         "header": header,
         "rows": rows,
         "channels": list(result["channels"].items()),
+        "kinds": [
+            (
+                KIND_LABELS.get(kind, kind),
+                _pct(figures["learn"]["rate"]),
+                _pct(figures["control"]["rate"]),
+                figures["learn"]["sent"] + figures["control"]["sent"],
+                _points(figures["lift"]["absolute"]),
+                _points(figures["lift"]["ci_low"]),
+                _points(figures["lift"]["ci_high"]),
+            )
+            for kind, figures in result["kinds"].items()
+        ],
         "settings": services.settings_for(org.pk),
         "can_manage": actor.can(Action.ORG_MANAGE),
         **_charts(result),

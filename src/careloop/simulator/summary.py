@@ -331,17 +331,26 @@ def text(result: dict[str, Any]) -> str:
 
 def _sendtime_line(report: dict[str, Any]) -> str:
     arms = report.get("arms") or {}
-    lift = report.get("lift") or {}
     learn, control = arms.get("learn") or {}, arms.get("control") or {}
     line = (
         f"send-time learning: acknowledged {_pct(learn.get('rate'))} (learn) vs "
-        f"{_pct(control.get('rate'))} (control)"
+        f"{_pct(control.get('rate'))} (control)" + _lift_text(report.get("lift") or {})
     )
-    if lift.get("absolute") is not None:
-        line += f"; lift {100 * lift['absolute']:+.1f} points"
-        if lift.get("ci_low") is not None and lift.get("ci_high") is not None:
-            line += f" (95% CI {100 * lift['ci_low']:+.1f} to {100 * lift['ci_high']:+.1f})"
+    for kind, figures in (report.get("kinds") or {}).items():
+        line += (
+            f"\n  {kind}: {_pct(figures['learn'].get('rate'))} vs "
+            f"{_pct(figures['control'].get('rate'))}" + _lift_text(figures.get("lift") or {})
+        )
     return line
+
+
+def _lift_text(lift: dict[str, Any]) -> str:
+    if lift.get("absolute") is None:
+        return ""
+    text = f"; lift {100 * lift['absolute']:+.1f} points"
+    if lift.get("ci_low") is not None and lift.get("ci_high") is not None:
+        text += f" (95% CI {100 * lift['ci_low']:+.1f} to {100 * lift['ci_high']:+.1f})"
+    return text
 
 
 def _pct(value: float | None) -> str:
