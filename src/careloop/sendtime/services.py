@@ -141,15 +141,18 @@ def sample(
     if not options:
         raise ValueError("no option to sample from")
 
+    pooled: tuple[dict[Any, list[float]], dict[Any, list[float]]] = ({}, {})
+    for counts in (prior, own):
+        for key, (ks, kf) in counts.items():
+            for position in (0, 1):
+                totals = pooled[position].setdefault(key[position], [0.0, 0.0])
+                totals[0] += ks
+                totals[1] += kf
+
     def best(values: Sequence[Any], position: int) -> Any:
         chosen, chosen_draw = values[0], -1.0
         for value in values:
-            s = f = 0.0
-            for counts in (prior, own):
-                for key, (ks, kf) in counts.items():
-                    if key[position] == value:
-                        s += ks
-                        f += kf
+            s, f = pooled[position].get(value, (0.0, 0.0))
             draw = rng.betavariate(1.0 + s, 1.0 + f)
             if draw > chosen_draw:
                 chosen, chosen_draw = value, draw
