@@ -44,6 +44,9 @@ class TestTraining:
         lo, hi = auroc["model_ci"]
         assert lo <= auroc["model"] <= hi
         assert auroc["baseline"] is not None and auroc["baseline_ci"] is not None
+        assert auroc["difference"] == pytest.approx(auroc["model"] - auroc["baseline"], abs=2e-4)
+        d_lo, d_hi = auroc["difference_ci"]
+        assert d_lo <= auroc["difference"] <= d_hi
         assert 0 <= card["metrics"]["brier"]["model"] < 0.25
         data = card["data"]
         assert data["examples"]["train"] >= 300 and data["examples"]["test"] == 60
@@ -86,6 +89,22 @@ class TestTraining:
                 generator.reminder(p, start + timedelta(days=k), ack_after_hours=1.0)
         with pytest.raises(services.RiskError, match="same outcome"):
             services.train(world.org.pk)
+
+
+class TestDifferenceInterval:
+    def test_a_better_score_is_shown_better_and_a_copy_is_no_better(self) -> None:
+        rng = np.random.default_rng(1)
+        y = rng.integers(0, 2, 300)
+        good = y + rng.normal(0, 0.5, 300)  # ranks the outcome well
+        noise = rng.normal(0, 1, 300)  # ranks it by chance
+        lo, hi = learning.difference_interval(y, good, noise, seed=3)
+        assert 0 < lo < hi
+        assert learning.difference_interval(y, noise, good, seed=3)[1] < 0
+        assert learning.difference_interval(y, good, good.copy(), seed=3) == (0.0, 0.0)
+
+    def test_one_class_only_has_no_interval(self) -> None:
+        y = np.zeros(40, dtype=int)
+        assert learning.difference_interval(y, np.arange(40.0), np.ones(40)) is None
 
 
 class TestScoring:

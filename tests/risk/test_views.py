@@ -32,7 +32,13 @@ def scored(world: Any) -> dict[str, Any]:
         **model.card,
         "data": {"test_as_of": "2026-10-01", "examples": {"train": 400, "test": 80}},
         "metrics": {
-            "auroc": {"model": 0.81, "model_ci": [0.74, 0.88], "baseline": 0.7},
+            "auroc": {
+                "model": 0.81,
+                "model_ci": [0.74, 0.88],
+                "baseline": 0.7,
+                "difference": 0.11,
+                "difference_ci": [0.04, 0.18],
+            },
             "brier": {"model": 0.12, "baseline": 0.2},
         },
         "calibration": [
@@ -83,6 +89,9 @@ class TestCard:
         body = response.content.decode()
         assert 'data-testid="auroc-model">0.81<' in body
         assert "confidence interval: 0.74 to 0.88" in body
+        difference = body[body.index('data-testid="auroc-difference"') :].split("</article>")[0]
+        assert "+0.1100" in difference and "+0.0400 to +0.1800" in difference
+        assert "ranks patients better than the baseline" in difference
         assert "data-risk-chart" in body and "calibration-table" in body
         assert "Acknowledgement" in body or "acknowledged" in body
         assert AuditEvent.objects.filter(action="risk.card", actor="nurse.cardiology").exists()

@@ -109,25 +109,47 @@ def bootstrap(
 ) -> dict[str, tuple[float, float] | None]:
     """95% percentile intervals of the AUROC of each score, resampling patients (the same
     resamples for every score, so that they compare fairly)."""
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    found: dict[str, list[float]] = {k: [] for k in scores}
-    if n == 0:
-        return {k: None for k in scores}
-    for _round in range(rounds):
-        pick = rng.integers(0, n, n)
-        for key, s in scores.items():
-            value = auroc(y[pick], s[pick])
-            if value is not None:
-                found[key].append(value)
+    found = _resampled(y, scores, seed=seed, rounds=rounds)
     out: dict[str, tuple[float, float] | None] = {}
-    for key, values in found.items():
+    for key, every in found.items():
+        values = [v for v in every if v == v]  # NaN: a resample with one class only
         if len(values) < rounds // 2:
             out[key] = None
         else:
             lo, hi = np.percentile(values, [2.5, 97.5])
             out[key] = (round(float(lo), 4), round(float(hi), 4))
     return out
+
+
+def _resampled(
+    y: np.ndarray, scores: dict[str, np.ndarray], *, seed: int, rounds: int
+) -> dict[str, list[float]]:
+    """The AUROC of each score on ``rounds`` resamples of the patients (NaN where a resample
+    has one class only), the same resamples for every score."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    found: dict[str, list[float]] = {k: [] for k in scores}
+    if n == 0:
+        return found
+    for _round in range(rounds):
+        pick = rng.integers(0, n, n)
+        for key, s in scores.items():
+            value = auroc(y[pick], s[pick])
+            found[key].append(float("nan") if value is None else value)
+    return found
+
+
+def difference_interval(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, *, seed: int = 0, rounds: int = 500
+) -> tuple[float, float] | None:
+    """95% percentile interval of AUROC(a) − AUROC(b), paired: both scored on each resample
+    of the patients. An interval above zero means ``a`` ranks the outcome better than ``b``."""
+    found = _resampled(y, {"a": a, "b": b}, seed=seed, rounds=rounds)
+    diffs = [x - z for x, z in zip(found["a"], found["b"], strict=True) if x == x and z == z]
+    if len(diffs) < rounds // 2:
+        return None
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return (round(float(lo), 4), round(float(hi), 4))
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float | None:

@@ -171,6 +171,8 @@ def train(
         if evaluable
         else {"model": None, "baseline": None}
     )
+    model_auroc = learning.auroc(y_test, p_test) if evaluable else None
+    baseline_auroc = learning.auroc(y_test, base_test) if evaluable else None
     card: dict[str, Any] = {
         "target": {
             "horizon_days": horizon_days,
@@ -198,10 +200,21 @@ def train(
         ],
         "metrics": {
             "auroc": {
-                "model": _round(learning.auroc(y_test, p_test)) if evaluable else None,
+                "model": _round(model_auroc),
                 "model_ci": ci["model"],
-                "baseline": _round(learning.auroc(y_test, base_test)) if evaluable else None,
+                "baseline": _round(baseline_auroc),
                 "baseline_ci": ci["baseline"],
+                # Paired on the same resamples: above zero means the model ranks better.
+                "difference": (
+                    _round(model_auroc - baseline_auroc)
+                    if model_auroc is not None and baseline_auroc is not None
+                    else None
+                ),
+                "difference_ci": (
+                    learning.difference_interval(y_test, p_test, base_test, seed=seed)
+                    if evaluable
+                    else None
+                ),
                 "train": _round(learning.auroc(y, train_scores)),
             },
             "brier": {

@@ -323,7 +323,7 @@ def text(result: dict[str, Any]) -> str:
         if "error" in risk:
             lines.append(f"risk model: not trained ({risk['error']})")
         else:
-            lines.append(f"risk model v{risk['model_version']}: AUROC {risk['auroc']}")
+            lines.append(_risk_line(risk))
     if result["skipped"]:
         lines.append(f"not run: {', '.join(result['skipped'])}")
     return "\n".join(lines)
@@ -351,6 +351,22 @@ def _lift_text(lift: dict[str, Any]) -> str:
     if lift.get("ci_low") is not None and lift.get("ci_high") is not None:
         text += f" (95% CI {100 * lift['ci_low']:+.1f} to {100 * lift['ci_high']:+.1f})"
     return text
+
+
+def _risk_line(risk: dict[str, Any]) -> str:
+    auroc = risk.get("auroc")
+    if not isinstance(auroc, dict):
+        return f"risk model v{risk['model_version']}: AUROC {auroc}"
+    line = (
+        f"risk model v{risk['model_version']}: AUROC {auroc.get('model')} on held-out time vs "
+        f"{auroc.get('baseline')} for the baseline (last-30-day acknowledgement)"
+    )
+    if auroc.get("difference") is not None:
+        line += f"; difference {auroc['difference']:+.3f}"
+        interval = auroc.get("difference_ci")
+        if interval:
+            line += f" (95% CI {interval[0]:+.3f} to {interval[1]:+.3f})"
+    return line
 
 
 def _pct(value: float | None) -> str:
