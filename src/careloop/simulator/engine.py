@@ -28,7 +28,10 @@ from careloop.simulator import population, provider, summary, world
 log = logging.getLogger("careloop.simulator")
 
 OPTIONAL = ("experiments", "sendtime", "segments", "risk")
-PLAN_EVERY_HOURS = 6
+PLAN_EVERY_HOURS = 12
+# The worker sweeps every minute; an alert raised up to this many hours late changes nothing
+# that a day-level staffing estimate shows, and the sweeps cost as much as the patients.
+SWEEP_EVERY_HOURS = 3
 NURSE_HOUR = 14  # local hour at which the nurses work through their lists
 MESSAGE_HOUR = 20
 BOOK_AHEAD_DAYS = 3
@@ -220,7 +223,8 @@ class Simulation:
             self._timed("messages", lambda: self._atomic(self._write_messages, moment, day))
         if local.hour == 23:
             self._settle_doses(day)
-        self._timed("alert sweeps", lambda: self._sweeps(moment))
+        if local.hour % SWEEP_EVERY_HOURS == 0 or local.hour == NURSE_HOUR - 1:
+            self._timed("alert sweeps", lambda: self._sweeps(moment))
 
     def _daily(self, moment: datetime, day: int) -> None:
         from careloop.appointments import services as appointment_services
@@ -338,34 +342,39 @@ class Simulation:
         heapq.heappush(self.actions, Action(at, self._order, kind, pid, data))
 
     def _flush_actions(self, moment: datetime) -> None:
-        """What the patients did up to ``moment``, in the order they did it."""
-        from careloop.kit.errors import Conflict
+        """What the patients did up to ``moment``: their answers in one batch, as a provider's
+        batch of replies arrives."""
         from careloop.reminders import services as reminder_services
 
+        due: list[Action] = []
         while self.actions and self.actions[0].at <= moment:
             action = heapq.heappop(self.actions)
-            sim = self.world.by_pid[action.pid]
-            day = (action.at - self.start) // timedelta(days=1)
+            if action.kind == "ack":
+                due.append(action)
+        if not due:
+            return
+        answers = []
+        for action in due:
             data = action.data
-            if action.kind != "ack":
-                continue
             reason = data.get("reason", "")
             intake = ""
             if data["kind"] == "medication":
                 intake = "skipped" if reason else "taken"
-            try:
-                reminder_services.acknowledge(
-                    data["occ"],
-                    source=data["channel"],
-                    intake=intake,
-                    reason=reason,
-                    at=action.at,
+            answers.append(
+                reminder_services.Answer(
+                    data["occ"], source=data["channel"], intake=intake, reason=reason, at=action.at
                 )
-            except Conflict:
+            )
+        results = reminder_services.acknowledge_many(answers)
+        for action in due:
+            data = action.data
+            if results.get(data["occ"]) not in ("acknowledged", "repeat"):
                 continue  # withdrawn meanwhile (e.g. a missed visit's reminder)
+            sim = self.world.by_pid[action.pid]
+            day = (action.at - self.start) // timedelta(days=1)
             if data["kind"] == "medication" and data["occ"] not in self.dose_done:
                 self.dose_done.add(data["occ"])
-                sim.record_dose(day, not reason)
+                sim.record_dose(day, not data.get("reason", ""))
             elif data["kind"] == "measurement":
                 sbp, dbp = sim.blood_pressure(self.rng)
                 self.readings.append(
