@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import translation
 
 from careloop.accounts.models import Organisation
 from careloop.reminders import models as rm
@@ -132,6 +133,27 @@ def test_a_run_into_the_current_database_goes_through_the_real_services(tmp_path
 
     with pytest.raises(Exception, match="unknown channel provider"):
         registry.get_adapter("sms", "simulation_sms", {})
+
+
+@pytest.mark.django_db
+def test_too_short_a_run_says_in_english_why_there_is_no_risk_model(tmp_path: Path) -> None:
+    """The summary is English whatever the site language; a run too short to label any risk
+    example says so rather than failing."""
+    out = tmp_path / "summary.json"
+    with translation.override("zh-hans"):
+        call_command(
+            "simulate",
+            patients=8,
+            days=2,
+            seed=12,
+            start=START,
+            into_current=True,
+            json_path=str(out),
+            without=_without("experiments", "segments", "sendtime"),
+            quiet=True,
+        )
+    result = json.loads(out.read_text())
+    assert result["risk"]["error"].startswith("Too little data to train")
 
 
 @pytest.mark.django_db

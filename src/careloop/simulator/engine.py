@@ -600,7 +600,10 @@ class Simulation:
             from careloop.kit.errors import CareLoopError
 
             try:
-                model = self._timed("risk.train", lambda: risk.train(org_id, seed=self.o.seed))
+                from django.utils import translation
+
+                with translation.override("en"):  # the summary is written in English
+                    model = self._timed("risk.train", lambda: risk.train(org_id, seed=self.o.seed))
                 out["risk"] = {"version": model.version, "card": model.card}
             except CareLoopError as exc:  # e.g. too little history: the summary says so
                 out["risk"] = {"error": str(exc)}
