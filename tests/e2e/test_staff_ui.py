@@ -213,6 +213,10 @@ class TestLanguage:
         page.locator("[data-testid=patient-link]").click()
         expect(page.locator("[data-tab=timeline]")).to_have_text("Timeline")
         expect(banner(page)).to_contain_text("Allergies")
+        # The portrait and questionnaire panels load after the page; signing out while one is
+        # on its way ends the session under it and its answer is refused, so wait for them.
+        expect(page.locator("[data-testid=insights-panel]")).to_be_visible()
+        expect(page.locator("[data-testid=q-section-slot]")).to_have_count(0)
 
         page.locator("form[action='/logout/'] button").click()
         expect(page).to_have_url(re.compile(r"/login/"))
