@@ -300,8 +300,14 @@ def _feed_rules(occ: rm.Occurrence, intake_event: rm.IntakeEvent) -> None:
     """A dose answer is an event for the adherence rules (e.g. three missed doses in a week)."""
     from careloop.alerts import evaluation
 
-    evaluation.on_event(
-        occ.organisation_id,
+    evaluation.evaluate(occ.organisation_id, [_dose_event(occ, intake_event)])
+
+
+def _dose_event(occ: rm.Occurrence, intake_event: rm.IntakeEvent) -> Any:
+    """The adherence rules' event for one dose answer."""
+    from careloop.alerts import evaluation
+
+    return evaluation.make_event(
         occ.patient_id,
         kind="dose",
         at=intake_event.recorded_at,
@@ -478,17 +484,7 @@ def acknowledge_many(answers: list[Answer], *, actor_name: str = "") -> dict[int
         by_org: dict[int, list[Any]] = {}
         for event in intakes:
             occ = occs[event.occurrence_id]
-            by_org.setdefault(occ.organisation_id, []).append(
-                evaluation.make_event(
-                    occ.patient_id,
-                    kind="dose",
-                    at=event.recorded_at,
-                    zone=occ.time_zone,
-                    value=0.0 if event.status == "skipped" else 1.0,
-                    context=event.status,
-                    ref=event.pk,
-                )
-            )
+            by_org.setdefault(occ.organisation_id, []).append(_dose_event(occ, event))
         for org_id, events in by_org.items():
             evaluation.evaluate(org_id, events)
         audit.append_many(entries)
