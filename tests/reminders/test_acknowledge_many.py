@@ -129,3 +129,46 @@ class TestAcknowledgeMany:
             )
         )
         assert states[alone.pk] == states[batched.pk] != 0
+
+
+class TestUpdateMany:
+    """The prepared per-row UPDATE that batch writes use (kit.rows.update_many)."""
+
+    def test_writes_each_rows_own_values_and_only_where_still_as_expected(
+        self, clinic: Clinic
+    ) -> None:
+        from careloop.kit.rows import update_many
+
+        patients = [dose(clinic) for _ in range(3)]
+        clinic.run(SENT_AT)
+        a, b, c = (first_dose(clinic, p) for p in patients)
+        rm.Occurrence.objects.filter(pk=c.pk).update(status=S.ACKNOWLEDGED)
+        later = utc(2026, 3, 2, 5, 0)
+
+        written = update_many(
+            rm.Occurrence,
+            ("wake_at", "payload", "reason"),
+            [
+                (a.pk, [later, {"route": {"hour": 9}, "名": "血压"}, "quiet_hours"]),
+                (b.pk, [None, {}, ""]),
+                (c.pk, [later, {"x": 1}, "changed"]),  # no longer sent: left alone
+            ],
+            only_where={"status": S.SENT},
+        )
+
+        assert written == 2
+        a.refresh_from_db()
+        b.refresh_from_db()
+        c.refresh_from_db()
+        assert (a.wake_at, a.payload, a.reason) == (
+            later,
+            {"route": {"hour": 9}, "名": "血压"},
+            "quiet_hours",
+        )
+        assert (b.wake_at, b.payload, b.reason) == (None, {}, "")
+        assert c.status == S.ACKNOWLEDGED and c.reason != "changed" and "x" not in c.payload
+
+    def test_nothing_to_write_is_no_statement(self, clinic: Clinic) -> None:
+        from careloop.kit.rows import update_many
+
+        assert update_many(rm.Occurrence, ("reason",), []) == 0

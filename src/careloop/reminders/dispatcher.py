@@ -46,6 +46,7 @@ from careloop.channels.port import (
     TransientError,
 )
 from careloop.kit.clock import span, utc_now
+from careloop.kit.rows import update_many, update_rows
 from careloop.patients import models as pm
 from careloop.reminders import links, rendering
 from careloop.reminders import models as rm
@@ -673,13 +674,15 @@ def _escalate(
 
 
 def _apply(changes: Iterable[Change], worker: str | None) -> int:
-    """Write each change if the row is still as it was read (and still ours, given a worker)."""
-    applied = 0
+    """Write each change if the row is still as it was read (and still ours, given a worker):
+    changes of the same fields from the same status go as one prepared statement."""
+    groups: dict[tuple[str, tuple[str, ...]], list[tuple[int, list[Any]]]] = defaultdict(list)
     for ch in changes:
-        qs = rm.Occurrence.objects.filter(pk=ch.occ.pk, status=ch.expect)
-        if worker is not None:
-            qs = qs.filter(claimed_by=worker)
-        applied += qs.update(**ch.values)
+        groups[(ch.expect, tuple(ch.values))].append((ch.occ.pk, list(ch.values.values())))
+    applied = 0
+    for (expect, fields), rows in groups.items():
+        where = {"status": expect} | ({"claimed_by": worker} if worker is not None else {})
+        applied += update_many(rm.Occurrence, fields, rows, only_where=where)
     return applied
 
 
@@ -976,19 +979,13 @@ def _record(
 
 
 def _finish_attempts(attempts: Sequence[rm.Attempt]) -> None:
-    """Write each attempt's outcome, only where it is still pending.
-
-    Attempts of one provider request share their outcome (a batch has one provider message
-    id), so one UPDATE per distinct outcome replaces a per-row CASE over the whole batch.
-    """
-    fields = ("outcome", "provider_message_id", "detail", "error_code", "finished_at")
-    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for att in attempts:
-        groups[tuple(getattr(att, f) for f in fields)].append(att.pk)
-    for values, ids in groups.items():
-        rm.Attempt.objects.filter(pk__in=ids, outcome=AO.PENDING).update(
-            **dict(zip(fields, values, strict=True))
-        )
+    """Write each attempt's outcome, only where it is still pending (a delivery report that
+    came first is kept)."""
+    update_rows(
+        attempts,
+        ("outcome", "provider_message_id", "detail", "error_code", "finished_at"),
+        only_where={"outcome": AO.PENDING},
+    )
 
 
 def process(ids: Sequence[int], worker: str, now: datetime | None = None) -> Stats:

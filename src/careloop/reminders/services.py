@@ -17,6 +17,7 @@ from careloop.accounts.roles import Action
 from careloop.audit import services as audit
 from careloop.kit.clock import utc_now
 from careloop.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from careloop.kit.rows import update_rows
 from careloop.reminders import links
 from careloop.reminders import models as rm
 
@@ -242,6 +243,18 @@ def as_read(occ: rm.Occurrence) -> Any:
     )
 
 
+def still_as_read(occs: Iterable[rm.Occurrence]) -> dict[int, dict[str, Any]]:
+    """Inside a transaction: lock those of ``occs`` whose rows are still as they were read (see
+    ``as_read``) and return their current payloads by id. The rest were changed meanwhile."""
+    read = {occ.pk: occ.updated_at for occ in occs}
+    rows = (
+        rm.Occurrence.objects.select_for_update()
+        .filter(pk__in=read, status=S.SCHEDULED, step=0, tries=0, claimed_by="")
+        .values_list("pk", "updated_at", "payload")
+    )
+    return {pk: payload for pk, updated_at, payload in rows if updated_at == read[pk]}
+
+
 def schedule_one(
     *,
     organisation_id: int,
@@ -454,7 +467,7 @@ def acknowledge_many(answers: list[Answer], *, actor_name: str = "") -> dict[int
                     detail={"via": answer.source, "intake": answer.intake},
                 )
             )
-        rm.Occurrence.objects.bulk_update(changed, ACK_FIELDS)
+        update_rows(changed, ACK_FIELDS)
         recorded = set(
             rm.IntakeEvent.objects.filter(
                 occurrence_id__in=[occ.pk for occ, _a in doses]

@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Min, OuterRef, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, Min, OuterRef
 
 from careloop.accounts.models import Organisation
 from careloop.careplans import domain
 from careloop.channels.port import ChannelKind
 from careloop.experiments import stats
 from careloop.kit.clock import utc_now
+from careloop.kit.rows import update_rows
 from careloop.patients import models as pm
 from careloop.reminders import dispatcher
 from careloop.reminders import models as rm
@@ -261,13 +262,27 @@ def due_unrouted(
     return [o for o in qs if not _experiment_owns(o.payload)]
 
 
-def _write(occ: rm.Occurrence, values: dict[str, Any]) -> bool:
-    """Apply ``values`` only if the row is still as read: scheduled, untried, unclaimed, not
-    updated since and still without a route (so the dispatcher's claim always wins)."""
-    qs = reminder_services.as_read(occ).exclude(payload__has_key="route")
-    if "experiment" not in occ.payload:
-        qs = qs.exclude(payload__has_key="experiment")
-    return qs.update(**values) == 1
+def _write(writes: Sequence[tuple[rm.Occurrence, dict[str, Any]]]) -> set[int]:
+    """Apply each write only where its row is still as read: scheduled, untried, unclaimed, not
+    updated since and still without a route (so the dispatcher's claim always wins), and not
+    put in an experiment since. One short transaction; returns the ids written."""
+    if not writes:
+        return set()
+    by_fields: dict[tuple[str, ...], list[rm.Occurrence]] = defaultdict(list)
+    with transaction.atomic():
+        fresh = reminder_services.still_as_read(occ for occ, _values in writes)
+        for occ, values in writes:
+            payload = fresh.get(occ.pk)
+            if payload is None or "route" in payload:
+                continue
+            if "experiment" in payload and "experiment" not in occ.payload:
+                continue
+            for name, value in values.items():
+                setattr(occ, name, value)
+            by_fields[tuple(values)].append(occ)
+        for fields, rows in by_fields.items():
+            update_rows(rows, fields)
+    return {occ.pk for rows in by_fields.values() for occ in rows}
 
 
 def rng_for(organisation_code: str, occ: rm.Occurrence) -> random.Random:
@@ -327,16 +342,16 @@ def plan_batch(
     for occ in occs:
         original = _local_due(occ)
         taken.add((occ.patient_id, occ.activity_code, original.date().isoformat(), original.hour))
+    writes: list[tuple[rm.Occurrence, dict[str, Any]]] = []
+    outcome: dict[int, str] = {}
     for occ in occs:
         original = _local_due(occ)
         day = original.date().isoformat()
         route: dict[str, Any] = {"by": BY, "hour": original.hour}
         if arms.get(occ.patient_id) != LEARN:
             route["arm"] = CONTROL
-            if _write(occ, {"payload": {**occ.payload, "route": route}, "updated_at": now}):
-                stats.control += 1
-            else:
-                stats.lost += 1
+            writes.append((occ, {"payload": {**occ.payload, "route": route}, "updated_at": now}))
+            outcome[occ.pk] = "control"
             continue
         patient = occ.patient
         quiet = (
@@ -372,12 +387,17 @@ def plan_batch(
                     "local_due": f"{domain.local_of(target, tz):%Y-%m-%dT%H:%M}",
                 }
             )
-        if not _write(occ, values):
-            stats.lost += 1
-            continue
+        writes.append((occ, values))
+        outcome[occ.pk] = "moved" if target != occ.due_at else "kept"
         taken.discard((occ.patient_id, occ.activity_code, day, original.hour))
         taken.add((occ.patient_id, occ.activity_code, day, hour))
-        if target != occ.due_at:
+    written = _write(writes)
+    for pk, how in outcome.items():
+        if pk not in written:
+            stats.lost += 1
+        elif how == "control":
+            stats.control += 1
+        elif how == "moved":
             stats.moved += 1
         else:
             stats.kept += 1
@@ -410,6 +430,26 @@ def _final(
     if status in (S.SKIPPED, S.CANCELLED, S.ACKNOWLEDGED):
         return False, False, False  # never sent: says nothing about the hour
     return None
+
+
+def _add_counts(
+    organisation_id: int, delta: Mapping[tuple[int | None, str, int, str], list[int]]
+) -> None:
+    """Add successes and failures to existing Arm rows: one prepared UPDATE per row, run in
+    the rows' key order (patients', then the organisation's) so two learners lock alike."""
+    table = connection.ops.quote_name(m.Arm._meta.db_table)
+    sql = (
+        f"UPDATE {table} SET successes = successes + %s, failures = failures + %s "  # noqa: S608
+        "WHERE organisation_id = %s AND kind = %s AND hour = %s AND channel = %s AND "
+    )
+    keyed = sorted(delta.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1:]))
+    own = [[s, f, organisation_id, k, h, c, pid] for (pid, k, h, c), (s, f) in keyed if pid]
+    org = [[s, f, organisation_id, k, h, c] for (pid, k, h, c), (s, f) in keyed if not pid]
+    with connection.cursor() as cursor:
+        if own:
+            cursor.executemany(sql + "patient_id = %s", own)
+        if org:
+            cursor.executemany(sql + "patient_id IS NULL", org)
 
 
 def learn(organisation_id: int, now: datetime | None = None) -> int:
@@ -486,14 +526,7 @@ def learn(organisation_id: int, now: datetime | None = None) -> int:
                 ],
                 ignore_conflicts=True,
             )
-            for (pid, kind, hour, channel), (s, f) in sorted(
-                delta.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1:])
-            ):
-                rows: QuerySet[m.Arm] = m.Arm.objects.filter(
-                    organisation_id=organisation_id, kind=kind, hour=hour, channel=channel
-                )
-                rows = rows.filter(patient_id=pid) if pid else rows.filter(patient__isnull=True)
-                rows.update(successes=F("successes") + s, failures=F("failures") + f)
+            _add_counts(organisation_id, delta)
     except IntegrityError:
         return 0
     return sum(1 for o in outcomes if o.counted)
