@@ -72,17 +72,17 @@ def update_many(
     if not rows:
         return 0
     meta = model._meta
-    targets = [meta.get_field(name) for name in fields]
-    conditions = [(meta.get_field(name), value) for name, value in (only_where or {}).items()]
+    targets = [_concrete(meta, name) for name in fields]
+    conditions = [(_concrete(meta, name), value) for name, value in (only_where or {}).items()]
     qn = connection.ops.quote_name
     sql = (
         f"UPDATE {qn(meta.db_table)} SET "  # noqa: S608 - names come from the model
-        + ", ".join(f"{qn(f.column)} = %s" for f in targets)
-        + f" WHERE {qn(meta.pk.column)} = %s"
-        + "".join(f" AND {qn(f.column)} = %s" for f, _ in conditions)
+        + ", ".join(f"{qn(_column(f))} = %s" for f in targets)
+        + f" WHERE {qn(_column(_concrete(meta, 'pk')))} = %s"
+        + "".join(f" AND {qn(_column(f))} = %s" for f, _ in conditions)
     )
     fixed = [f.get_db_prep_value(value, connection) for f, value in conditions]
-    params = [
+    params: list[list[Any]] = [
         [f.get_db_prep_save(value, connection) for f, value in zip(targets, values, strict=True)]
         + [pk]
         + fixed
@@ -91,3 +91,15 @@ def update_many(
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
         return max(cursor.rowcount, 0)
+
+
+def _concrete(meta: Any, name: str) -> models.Field[Any, Any]:
+    """The model's own column called `name` ("pk" for the primary key)."""
+    found = meta.pk if name == "pk" else meta.get_field(name)
+    if not isinstance(found, models.Field) or not found.concrete or not found.column:
+        raise ValueError(f"{meta.label} has no column {name!r}")
+    return found
+
+
+def _column(field: models.Field[Any, Any]) -> str:
+    return str(field.column)

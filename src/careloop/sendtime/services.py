@@ -443,8 +443,12 @@ def _add_counts(
         "WHERE organisation_id = %s AND kind = %s AND hour = %s AND channel = %s AND "
     )
     keyed = sorted(delta.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1:]))
-    own = [[s, f, organisation_id, k, h, c, pid] for (pid, k, h, c), (s, f) in keyed if pid]
-    org = [[s, f, organisation_id, k, h, c] for (pid, k, h, c), (s, f) in keyed if not pid]
+    own: list[list[Any]] = [
+        [s, f, organisation_id, k, h, c, pid] for (pid, k, h, c), (s, f) in keyed if pid
+    ]
+    org: list[list[Any]] = [
+        [s, f, organisation_id, k, h, c] for (pid, k, h, c), (s, f) in keyed if not pid
+    ]
     with connection.cursor() as cursor:
         if own:
             cursor.executemany(sql + "patient_id = %s", own)
