@@ -5,6 +5,7 @@ from django.test import Client
 
 from careloop.accounts.models import Department, Staff
 from careloop.audit.models import AuditEvent
+from careloop.kit.clock import utc_now
 
 
 @pytest.fixture
@@ -75,3 +76,32 @@ class TestOrgAdminScope:
         client = Client(HTTP_HOST="127.0.0.1")
         client.force_login(Staff.objects.get(username="nurse.cardiology"))
         assert client.get("/admin/accounts/staff/").status_code == 302
+
+
+class TestSecondFactorReset:
+    def test_the_staff_list_action_resets_a_lost_factor_and_audits_it(self, world, admin_client):
+        from careloop.accounts.models import SecondFactor
+
+        nurse = world.staff["nurse.cardiology"]
+        SecondFactor.objects.create(staff=nurse, secret="JBSWY3DPEHPK3PXP", confirmed_at=utc_now())
+        response = admin_client.post(
+            "/admin/accounts/staff/",
+            {"action": "reset_second_factor", "_selected_action": [nurse.pk]},
+            follow=True,
+        )
+        assert response.status_code == 200
+        assert not SecondFactor.objects.filter(staff=nurse).exists()
+        assert AuditEvent.objects.filter(
+            action="auth.second_factor_reset", object_id=str(nurse.pk)
+        ).exists()
+
+    def test_another_organisations_staff_cannot_be_reset(self, world, admin_client):
+        from careloop.accounts.models import SecondFactor
+
+        other = world.staff["admin.other"]
+        SecondFactor.objects.create(staff=other, secret="JBSWY3DPEHPK3PXP", confirmed_at=utc_now())
+        admin_client.post(
+            "/admin/accounts/staff/",
+            {"action": "reset_second_factor", "_selected_action": [other.pk]},
+        )
+        assert SecondFactor.objects.filter(staff=other).exists()

@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from careloop.api import api
 from careloop.fhir import views as fhir_views
+from careloop.web import second_factor_views
 from careloop.web import views as web
 
 urlpatterns = [
@@ -12,6 +13,8 @@ urlpatterns = [
     path("healthz", web.healthz, name="healthz"),
     path("readyz", web.readyz, name="readyz"),
     path("login/", web.login_view, name="login"),
+    path("login/code/", second_factor_views.code_view, name="login_code"),
+    path("login/setup/", second_factor_views.setup_view, name="login_setup"),
     path("logout/", web.logout_view, name="logout"),
     path("language/", web.language_view, name="language"),
     path("patients/", include("careloop.patients.urls")),

@@ -39,6 +39,36 @@ def allergy(patient: Any, substance: str) -> Any:
     return m.Allergy.objects.get(patient=patient, substance=substance)
 
 
+class TestSecondFactor:
+    def test_an_admin_sets_up_the_authenticator_then_signs_in_with_a_fresh_code(
+        self, page: Any, new_page: Any, world: Any
+    ) -> None:
+        import time
+
+        from careloop.accounts.models import SecondFactor
+        from careloop.kit import totp
+
+        login(page, "admin")
+        expect(page).to_have_url(re.compile(r"/login/setup/$"))
+        expect(page.locator("h1")).to_have_text("设置身份验证器")
+        expect(page.locator("figure.qr img")).to_be_visible()
+        secret = page.locator("[data-testid=second-factor-secret]").inner_text().replace(" ", "")
+        page.locator("input[name=code]").fill("000000")
+        page.locator("[data-testid=second-factor-form] button").click()
+        expect(page.locator("[data-testid=login-error]")).to_contain_text("动态码不正确")
+        page.locator("input[name=code]").fill(totp.code_at(secret, time.time()))
+        page.locator("[data-testid=second-factor-form] button").click()
+        expect(page).not_to_have_url(re.compile(r"/login/"))
+
+        other = new_page()
+        login(other, "admin")
+        expect(other).to_have_url(re.compile(r"/login/code/$"))
+        used = SecondFactor.objects.get(staff__username="admin").last_step or 0
+        other.locator("input[name=code]").fill(totp.code_for_step(secret, used + 1))
+        other.locator("[data-testid=second-factor-form] button").click()
+        expect(other).not_to_have_url(re.compile(r"/login/"))
+
+
 class TestSignIn:
     def test_wrong_password_is_refused_and_the_right_one_opens_the_worklist(
         self, page: Any, rich_patient: Any

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 
 from careloop.accounts.models import (
@@ -23,6 +27,17 @@ from careloop.audit import services as audit
 
 admin.site.site_header = _("CareLoop administration")
 admin.site.site_title = _("CareLoop administration")
+
+
+def _sign_in_through_careloop(request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+    """The admin site has no sign-in of its own: CareLoop's (password, then second factor)."""
+    target = request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}):
+        target = reverse("admin:index")
+    return redirect(f"{reverse('login')}?{urlencode({'next': target})}")
+
+
+admin.site.login = _sign_in_through_careloop  # type: ignore[method-assign]
 
 
 def _org(request: HttpRequest) -> int | None:
@@ -189,6 +204,17 @@ class StaffAdmin(OrgScoped, UserAdmin):
         (_("Access"), {"fields": ("organisation", "role", "display_name", "language")}),
     )
     readonly_fields = ("last_login", "date_joined")
+    actions = ["reset_second_factor"]
+
+    @admin.action(description=_("Reset the second factor (set up again at next sign-in)"))
+    def reset_second_factor(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        from careloop.accounts import second_factor
+        from careloop.accounts.actor import Actor
+
+        actor = Actor.from_request(request, channel="admin")
+        for staff in queryset:
+            second_factor.reset(actor, staff.pk)
+        self.message_user(request, _("Second factors reset: %(n)d.") % {"n": queryset.count()})
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from careloop.accounts.roles import ROLE_CHOICES, Role
+from careloop.kit.crypto import EncryptedTextField
 
 
 class Organisation(models.Model):
@@ -18,6 +19,12 @@ class Organisation(models.Model):
     name = models.CharField(pgettext_lazy("of a thing", "name"), max_length=200)
     code = models.SlugField(_("code"), max_length=50, unique=True)
     time_zone = models.CharField(_("time zone"), max_length=64, default="Asia/Shanghai")
+    # Administrators always need a second factor; this asks it of everyone else too.
+    second_factor_for_all = models.BooleanField(
+        _("second factor for all staff"),
+        default=False,
+        help_text=_("Every staff member signs in with an authenticator code, not only admins."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -169,3 +176,18 @@ class LoginFailure(models.Model):
     username = models.CharField(max_length=150, db_index=True)
     source = models.CharField(max_length=64, db_index=True)
     at = models.DateTimeField(db_index=True)
+
+
+class SecondFactor(models.Model):
+    """A staff member's authenticator (TOTP). The secret is encrypted with the field keys; the
+    last accepted time step keeps any code from being accepted twice."""
+
+    staff = models.OneToOneField(Staff, on_delete=models.CASCADE, related_name="second_factor")
+    secret = EncryptedTextField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_step = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("second factor")
+        verbose_name_plural = _("second factors")

@@ -89,6 +89,9 @@ PAGES: dict[str, Page] = {
     "healthz": Page(PUBLIC),
     "readyz": Page(PUBLIC),
     "login": Page(PUBLIC, _GET_POST),
+    # The second step answers only within a session that has just passed the password.
+    "login_code": Page(PUBLIC, _GET_POST),
+    "login_setup": Page(PUBLIC, _GET_POST),
     "logout": Page(PUBLIC, _POST),
     "language": Page(PUBLIC, _POST),
     # Provider callbacks: signed or token-checked by the channel, no session.

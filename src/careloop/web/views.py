@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from careloop.accounts import services as accounts
 from careloop.accounts.actor import client_address
 from careloop.accounts.roles import Action, allowed
+from careloop.web import second_factor_views
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -85,13 +86,17 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 error = str(_("Wrong username or password."))
                 status = 401
             else:
-                accounts.clear_failures(username)
-                login(request, user)
                 target = request.POST.get("next") or request.GET.get("next") or ""
                 if not url_has_allowed_host_and_scheme(
                     target, {request.get_host()}, require_https=request.is_secure()
                 ):
                     target = "/"
+                # Failures are cleared only once every factor has passed.
+                second_step = second_factor_views.begin(request, user, target)
+                if second_step is not None:
+                    return second_step
+                accounts.clear_failures(username)
+                login(request, user)
                 return HttpResponseRedirect(target)
     return render(
         request,

@@ -84,6 +84,10 @@ class Command(BaseCommand):
             "Demo logins (random passwords, generated for this database):",
         ]
         lines += [f"  {u:<22} {p:<16} {role}" for u, p, role in result.logins]
+        lines += [
+            "  (org_admin accounts set up an authenticator app, such as Microsoft or Google",
+            "   Authenticator or FreeOTP, at their first sign-in: a second factor is required.)",
+        ]
         if result.example:
             lines += [
                 "",
