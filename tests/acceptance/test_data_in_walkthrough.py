@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db.models import Exists, OuterRef, Q
 from django.test import Client
 
 from careloop.accounts import services as accounts
@@ -50,17 +51,22 @@ def page(username: str) -> Client:
     return client
 
 
-def cardiology_patient(org: Any) -> pm.Patient:
-    return (
-        pm.Patient.objects.filter(
-            organisation=org,
-            deceased_on__isnull=True,
-            department_links__department__code="cardiology",
-            department_links__care_team__responsible_doctor__username="doctor.cardiology",
-        )
-        .order_by("pk")
-        .first()
+def cardiology_patient(org: Any, *, without_crisis_since: datetime | None = None) -> pm.Patient:
+    """The first of doctor.cardiology's patients; optionally one without a crisis-level blood
+    pressure since a moment (the demo's history is relative to now, and a crisis alert is not
+    raised again within 12 hours of the last one)."""
+    found = pm.Patient.objects.filter(
+        organisation=org,
+        deceased_on__isnull=True,
+        department_links__department__code="cardiology",
+        department_links__care_team__responsible_doctor__username="doctor.cardiology",
     )
+    if without_crisis_since is not None:
+        crisis = om.Observation.objects.filter(
+            patient_id=OuterRef("pk"), kind="bp", effective_at__gte=without_crisis_since
+        ).filter(Q(value__gte=180) | Q(value2__gte=110))
+        found = found.exclude(Exists(crisis))
+    return found.order_by("pk").first()
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +77,7 @@ def real_clock() -> Any:
 
 class TestCrisisReading:
     def test_urgent_alert_for_the_doctor_first_on_the_worklist(self, org: Any) -> None:
-        patient = cardiology_patient(org)
+        patient = cardiology_patient(org, without_crisis_since=utc_now() - timedelta(days=1))
         am.Alert.objects.filter(patient=patient).delete()
         at = (utc_now() - timedelta(minutes=2)).isoformat()
         started = time.monotonic()

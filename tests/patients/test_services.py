@@ -4,6 +4,7 @@ de-duplicated, merged, encrypted and findable."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -746,8 +747,15 @@ class TestEncryptionAtRest:
             + raw_rows("patients_caregiver", "patient_id", patient.pk)
             + raw_rows("patients_recordversion", "patient_id", patient.pk)
         )
-        for secret in (*self.SECRETS, "13811112222", "7777", "5678"):
+        for secret in (*self.SECRETS, "13811112222"):
             assert secret not in stored
+        # Phone tails are short: look for them outside hex digests and timestamps, where four
+        # digits in a row turn up by chance.
+        scrubbed = re.sub(r"[0-9a-f]{32,}", "<digest>", stored)
+        scrubbed = re.sub(r"datetime\.datetime\([\d, ]+", "<time>", scrubbed)
+        scrubbed = re.sub(r"\d{4}-\d\d-\d\d[ T][\d:.]+", "<time>", scrubbed)
+        for tail in ("7777", "5678"):
+            assert tail not in scrubbed
         # ...while the application reads them back.
         fresh = m.Patient.objects.get(pk=patient.pk)
         assert fresh.national_id == VALID_ID and fresh.address == "深圳市南山区科技园1号"
