@@ -67,20 +67,23 @@ def _finish(request: HttpRequest, staff: Staff, state: dict[str, Any]) -> HttpRe
     return HttpResponseRedirect(state.get("next") or "/")
 
 
-def _attempt(
-    request: HttpRequest, staff: Staff, form: CodeForm, *, confirming: bool
-) -> tuple[bool, str, int]:
-    """(accepted, error, status) of a posted code."""
+def _step(
+    request: HttpRequest, staff: Staff, state: dict[str, Any], *, confirming: bool
+) -> HttpResponse | tuple[CodeForm, str, int]:
+    """The signed-in redirect for an accepted code; else the form, error and status to show."""
+    form = CodeForm(request.POST or None)
+    if request.method != "POST":
+        return form, "", 200
     source = client_address(request)
     if accounts.is_locked_out(staff.username, source):
-        return False, str(_("Too many failed attempts. Sign-in is locked for 15 minutes.")), 429
+        return form, str(_("Too many failed attempts. Sign-in is locked for 15 minutes.")), 429
     if not form.is_valid():
-        return False, "", 400
-    code = form.cleaned_data["code"]
-    if second_factor.check(staff, code, source=source, confirming=confirming):
-        return True, "", 200
+        return form, "", 400
+    if second_factor.check(staff, form.cleaned_data["code"], source=source, confirming=confirming):
+        return _finish(request, staff, state)
     accounts.register_failure(staff.username, source)
-    return False, str(_("That code is not right, or it was used already. Try the next one.")), 401
+    error = _("That code is not right, or it was used already. Try the next one.")
+    return form, str(error), 401
 
 
 @require_http_methods(["GET", "POST"])
@@ -88,13 +91,10 @@ def code_view(request: HttpRequest) -> HttpResponse:
     found = _pending(request)
     if found is None:
         return redirect("login")
-    staff, state = found
-    form = CodeForm(request.POST or None)
-    error, status = "", 200
-    if request.method == "POST":
-        ok, error, status = _attempt(request, staff, form, confirming=False)
-        if ok:
-            return _finish(request, staff, state)
+    outcome = _step(request, *found, confirming=False)
+    if isinstance(outcome, HttpResponse):
+        return outcome
+    form, error, status = outcome
     return render(request, "web/login_code.html", {"form": form, "error": error}, status=status)
 
 
@@ -107,12 +107,10 @@ def setup_view(request: HttpRequest) -> HttpResponse:
     if second_factor.confirmed(staff) is not None:
         return redirect("login_code")
     secret = second_factor.pending_secret(staff)
-    form = CodeForm(request.POST or None)
-    error, status = "", 200
-    if request.method == "POST":
-        ok, error, status = _attempt(request, staff, form, confirming=True)
-        if ok:
-            return _finish(request, staff, state)
+    outcome = _step(request, staff, state, confirming=True)
+    if isinstance(outcome, HttpResponse):
+        return outcome
+    form, error, status = outcome
     uri = second_factor.provisioning_uri(staff, secret)
     grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
     response = render(
